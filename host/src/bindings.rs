@@ -1,0 +1,12 @@
+//! Generated bindings for the `warden:plugin` contract. They stay private: the rest of the host
+//! works with the typed surface in `plugins` and `capabilities`.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "warden:plugin/tool-plugin",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub(crate) use exports::warden::plugin::tool::{CallContext, ToolError};
+pub(crate) use warden::plugin::{data, log, memory, model, types};

@@ -1,0 +1,162 @@
+//! The `warden` command line. Output meant for scripts goes to stdout (JSON where asked);
+//! errors and progress go to stderr; the exit code says what kind of failure happened.
+
+mod call;
+mod inspect;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::{DEFAULT_STACK_KB, EngineOptions, WardenEngine};
+use crate::error::{CallError, ErrorKind};
+use crate::sandbox::{
+    DEFAULT_MAX_INPUT_KB, DEFAULT_MAX_OUTPUT_KB, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS,
+};
+
+/// Warden: a stateful runtime for AI agents, running tools as sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter for stderr, e.g. `debug` or `warn,plugin=debug` (also WARDEN_LOG).
+    #[arg(
+        long,
+        global = true,
+        env = "WARDEN_LOG",
+        default_value = "warn,plugin=info"
+    )]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Call one tool of a plugin in a fresh sandboxed instance and print its JSON output.
+    Call(call::CallArgs),
+    /// Work with plugin files.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Show a plugin's tools, what it imports (all it could ever do) and its sha256.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Engine settings shared by the commands that run plugins.
+#[derive(Debug, Args)]
+struct EngineArgs {
+    /// Wasm stack limit in KiB.
+    #[arg(long, default_value_t = DEFAULT_STACK_KB as u64, value_parser = clap::value_parser!(u64).range(16..=65536))]
+    stack_kb: u64,
+    /// Where compiled plugins are cached (default: $WARDEN_CACHE_DIR, else ~/.cache/warden).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Compile the plugin without reading or writing the compile cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl EngineArgs {
+    fn engine(&self) -> Result<WardenEngine, CallError> {
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            self.cache_dir
+                .clone()
+                .or_else(crate::engine::CompileCache::default_dir)
+        };
+        WardenEngine::new(&EngineOptions {
+            stack_kb: self.stack_kb as usize,
+            cache_dir,
+        })
+    }
+}
+
+/// Per-call limits as flags.
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Wall-clock limit for the call, in milliseconds.
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    timeout_ms: u64,
+    /// Linear-memory limit for the call, in MiB.
+    #[arg(long, default_value_t = DEFAULT_MEMORY_MB, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    memory_mb: u64,
+    /// Limit on the tool's output, in KiB.
+    #[arg(long, default_value_t = DEFAULT_MAX_OUTPUT_KB, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_output_kb: u64,
+    /// Limit on the tool's input, in KiB.
+    #[arg(long, default_value_t = DEFAULT_MAX_INPUT_KB, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_input_kb: u64,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors are bad input (2); --help and --version are not errors.
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(ErrorKind::Internal.exit_code());
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Call(args) => call::run(args).await,
+            Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.kind().exit_code())
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|e| {
+        eprintln!("warning: ignoring log filter `{filter}` ({e})");
+        tracing_subscriber::EnvFilter::new("warn,plugin=info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Tells a person at a terminal that a plugin is being compiled, which takes seconds for a big
+/// one; silent for scripts.
+fn compile_progress(name: &str) -> impl FnOnce(usize) + '_ {
+    move |size| {
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "compiling plugin `{name}` ({:.1} MB); this happens once, later starts use the cache",
+                size as f64 / 1e6
+            );
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Warden: a stateful runtime for AI agents.
+//!
+//! A native host runs third-party tool plugins as sandboxed WebAssembly components, each call in
+//! a fresh instance with its own limits, and grants them only the capabilities the operator
+//! allows. The tree shows the architecture:
+//!
+//! - [`engine`]: the one wasmtime engine, its epoch ticker and the on-disk compile cache;
+//! - [`sandbox`]: per-call limits and the state of one call's store (no ambient authority);
+//! - [`capabilities`]: the host side of each imported interface (log, memory, data, model);
+//! - [`plugins`]: loading, inspecting and calling a plugin;
+//! - [`error`]: what a call can fail with, and the CLI's exit code for each kind;
+//! - [`cli`]: the `warden` command line.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), warden::error::CallError> {
+//! use warden::engine::{EngineOptions, WardenEngine};
+//! use warden::plugins::Plugin;
+//! use warden::sandbox::CallLimits;
+//!
+//! let engine = WardenEngine::new(&EngineOptions::default())?;
+//! let plugin = Plugin::load(&engine, "target/plugins/text-tools.wasm".as_ref()).await?;
+//! let out = plugin
+//!     .call("echo", r#"{"text":"hi"}"#, &Default::default(), &CallLimits::default())
+//!     .await?;
+//! assert_eq!(out, r#"{"text":"hi"}"#);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod bindings;
+pub mod capabilities;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod plugins;
+pub mod sandbox;

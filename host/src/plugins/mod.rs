@@ -1,0 +1,292 @@
+//! Plugins: loading a component (checking what it is, compiling it through the cache, checking
+//! its imports and exports), asking it for its tools, and calling them.
+//!
+//! Loading refuses, with a message that says what is wrong, anything that is not a component,
+//! a component of another world, and a component importing what this host does not provide.
+
+mod call;
+pub mod inspect;
+mod tools;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+pub use tools::Tool;
+
+use crate::bindings::ToolPluginPre;
+use crate::capabilities;
+use crate::engine::WardenEngine;
+use crate::error::CallError;
+use crate::sandbox::{CallIdentity, CallLimits, CallState};
+
+/// The contract version this host implements.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The export every plugin must have.
+pub const TOOL_EXPORT: &str = "warden:plugin/tool@0.1.0";
+
+/// A loaded plugin: compiled, linked and ready for fresh-instance calls. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    name: String,
+    sha256: String,
+    engine: WardenEngine,
+    pre: ToolPluginPre<CallState>,
+    tools: Vec<Tool>,
+    imports: Vec<String>,
+}
+
+/// A component's imports and exports, read without running it.
+#[derive(Debug, Clone)]
+pub struct ComponentShape {
+    /// Every import, by full name.
+    pub imports: Vec<String>,
+    /// Every export, by full name.
+    pub exports: Vec<String>,
+}
+
+impl Plugin {
+    /// Loads the component at `path`, named after the file.
+    pub async fn load(engine: &WardenEngine, path: &Path) -> Result<Plugin, CallError> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            CallError::unusable(format!("cannot read plugin file `{}`: {e}", path.display()))
+        })?;
+        Self::from_bytes(engine, &plugin_name(path), &bytes, |_| {}).await
+    }
+
+    /// Loads a component from its bytes. `on_compile` is told the plugin's size before a compile
+    /// the cache could not spare, so a front end can show progress.
+    pub async fn from_bytes(
+        engine: &WardenEngine,
+        name: &str,
+        bytes: &[u8],
+        on_compile: impl FnOnce(usize),
+    ) -> Result<Plugin, CallError> {
+        let sha256 = sha256_hex(bytes);
+        let component = compile(engine, name, bytes, &sha256, on_compile)?;
+        Self::from_component(engine, name, sha256, &component).await
+    }
+
+    /// Checks and links a compiled component, and asks it for its tools.
+    pub(crate) async fn from_component(
+        engine: &WardenEngine,
+        name: &str,
+        sha256: String,
+        component: &Component,
+    ) -> Result<Plugin, CallError> {
+        let shape = shape(engine, component);
+        check_exports(name, &shape)?;
+        check_imports(name, &shape)?;
+        let instance_pre = engine.linker().instantiate_pre(component).map_err(|e| {
+            CallError::unusable(format!(
+                "plugin `{name}` cannot be linked against this host: {e:#}"
+            ))
+        })?;
+        let pre = ToolPluginPre::new(instance_pre).map_err(|e| {
+            CallError::unusable(format!(
+                "plugin `{name}` exports `{TOOL_EXPORT}` with a shape that does not match the contract: {e:#}"
+            ))
+        })?;
+        let tools = call::list_tools(engine, &pre, name).await?;
+        Ok(Plugin {
+            inner: Arc::new(PluginInner {
+                name: name.to_string(),
+                sha256,
+                engine: engine.clone(),
+                pre,
+                tools,
+                imports: shape.imports,
+            }),
+        })
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The sha256 of the component file, in hex.
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// The tools the plugin offers.
+    pub fn tools(&self) -> &[Tool] {
+        &self.inner.tools
+    }
+
+    /// The interfaces the component imports: everything it could ever do.
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
+    }
+
+    /// One tool by name.
+    pub fn tool(&self, name: &str) -> Option<&Tool> {
+        self.inner.tools.iter().find(|t| t.name == name)
+    }
+
+    /// Calls `tool` with a JSON `input` in a fresh instance, and returns its JSON output.
+    ///
+    /// The input is checked against the size limit, parsed and validated against the tool's
+    /// schema before any wasm runs.
+    pub async fn call(
+        &self,
+        tool: &str,
+        input: &str,
+        identity: &CallIdentity,
+        limits: &CallLimits,
+    ) -> Result<String, CallError> {
+        let spec = self.checked_tool(tool)?;
+        if input.len() > limits.input_bytes() {
+            return Err(CallError::limit(
+                crate::error::Limit::Input,
+                format!(
+                    "the input is {} bytes; the limit is {} KiB (raise it with --max-input-kb)",
+                    input.len(),
+                    limits.max_input_kb
+                ),
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_str(input)
+            .map_err(|e| CallError::invalid_input(format!("the input is not valid JSON: {e}")))?;
+        spec.validate(&value)?;
+        call::invoke(
+            &self.inner.engine,
+            &self.inner.pre,
+            &self.inner.name,
+            tool,
+            input,
+            identity,
+            limits,
+        )
+        .await
+    }
+
+    fn checked_tool(&self, tool: &str) -> Result<&Tool, CallError> {
+        self.tool(tool).ok_or_else(|| {
+            let offered: Vec<&str> = self.inner.tools.iter().map(|t| t.name.as_str()).collect();
+            CallError::invalid_input(format!(
+                "unknown tool `{tool}`; plugin `{}` offers: {}",
+                self.inner.name,
+                offered.join(", ")
+            ))
+        })
+    }
+}
+
+/// The plugin name for a file: its stem, with `_` written as `-`.
+pub fn plugin_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().replace('_', "-"))
+        .unwrap_or_else(|| "plugin".into())
+}
+
+/// The sha256 of `bytes`, in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks the header, then compiles through the engine's cache.
+pub(crate) fn compile(
+    engine: &WardenEngine,
+    name: &str,
+    bytes: &[u8],
+    sha256: &str,
+    on_compile: impl FnOnce(usize),
+) -> Result<Component, CallError> {
+    check_header(name, bytes)?;
+    engine
+        .compile(bytes, sha256, || on_compile(bytes.len()))
+        .map_err(|e| CallError::unusable(format!("plugin `{name}`: {}", e.message())))
+}
+
+fn check_header(name: &str, bytes: &[u8]) -> Result<(), CallError> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_VERSION: &[u8] = &[1, 0, 0, 0];
+    const COMPONENT_LAYER: &[u8] = &[0x0d, 0, 1, 0];
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(CallError::unusable(format!(
+            "plugin `{name}` is not a WebAssembly file (it does not start with the `\\0asm` magic bytes)"
+        )));
+    }
+    match &bytes[4..8] {
+        v if v == COMPONENT_LAYER => Ok(()),
+        v if v == CORE_VERSION => Err(CallError::unusable(format!(
+            "plugin `{name}` is a core WebAssembly module, not a component; build it for the \
+             wasm32-wasip2 target (or wrap it with `wasm-tools component new`) against the \
+             `tool-plugin` world of warden:plugin@{CONTRACT_VERSION}"
+        ))),
+        other => Err(CallError::unusable(format!(
+            "plugin `{name}` has an unknown WebAssembly version/layer {other:02x?}; this host reads \
+             components of the component model (layer 1)"
+        ))),
+    }
+}
+
+/// Reads a compiled component's imports and exports.
+pub(crate) fn shape(engine: &WardenEngine, component: &Component) -> ComponentShape {
+    let ty = component.component_type();
+    let engine = engine.engine();
+    ComponentShape {
+        imports: ty
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect(),
+        exports: ty
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect(),
+    }
+}
+
+fn check_exports(name: &str, shape: &ComponentShape) -> Result<(), CallError> {
+    if shape.exports.iter().any(|e| e == TOOL_EXPORT) {
+        return Ok(());
+    }
+    if let Some(other) = shape
+        .exports
+        .iter()
+        .find(|e| e.starts_with("warden:plugin/tool@"))
+    {
+        return Err(CallError::unusable(format!(
+            "plugin `{name}` was built against `{other}`, but this host supports warden:plugin@{CONTRACT_VERSION} \
+             only; rebuild it against warden:plugin@{CONTRACT_VERSION}, or run it on a Warden that supports its version"
+        )));
+    }
+    let found = if shape.exports.is_empty() {
+        "nothing".to_string()
+    } else {
+        shape.exports.join(", ")
+    };
+    Err(CallError::unusable(format!(
+        "plugin `{name}` does not export `{TOOL_EXPORT}` (it exports {found}); a Warden plugin is a \
+         component of the `tool-plugin` world in wit/"
+    )))
+}
+
+fn check_imports(name: &str, shape: &ComponentShape) -> Result<(), CallError> {
+    let missing: Vec<&str> = shape
+        .imports
+        .iter()
+        .map(String::as_str)
+        .filter(|i| capabilities::provided(i).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(CallError::unusable(format!(
+        "plugin `{name}` imports {}, which this host does not provide; `warden plugin inspect` lists \
+         what a plugin may import",
+        missing
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}

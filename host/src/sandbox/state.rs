@@ -1,0 +1,98 @@
+//! The data of one call's store: a WASI context that grants nothing, the memory limiter, the
+//! captured stdio, and who is calling (for the log and, later, the grants and the audit).
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::{CAPTURED_OUTPUT_BYTES, CallLimiter, CallLimits, CapturedOutput};
+
+/// Who is calling which tool: set by the host, never by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallIdentity {
+    /// The tenant the call runs for.
+    pub tenant: String,
+    /// The agent the call runs for.
+    pub agent: String,
+    /// The agent's session.
+    pub session: String,
+    /// Stable across a retry of the same step.
+    pub call_id: String,
+}
+
+impl Default for CallIdentity {
+    /// A local, one-off call, as `warden call` makes without a config.
+    fn default() -> Self {
+        CallIdentity {
+            tenant: "local".into(),
+            agent: "cli".into(),
+            session: "cli".into(),
+            call_id: new_call_id(),
+        }
+    }
+}
+
+/// A call id unique within this host: time, process and a counter.
+pub fn new_call_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{nanos:x}-{:x}-{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The store data of one call.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: CallLimiter,
+    pub(crate) stdout: CapturedOutput,
+    pub(crate) stderr: CapturedOutput,
+    /// The plugin being called, for log lines and denials.
+    pub(crate) plugin: String,
+    /// The tool being called (empty while listing tools).
+    pub(crate) tool: String,
+    /// Who is calling.
+    pub(crate) identity: CallIdentity,
+    /// Bytes the guest has sent to the `log` interface, for its cap.
+    pub(crate) logged_bytes: usize,
+}
+
+impl CallState {
+    /// A fresh state for one call: nothing granted.
+    pub fn new(plugin: &str, tool: &str, identity: CallIdentity, limits: &CallLimits) -> Self {
+        let stdout = CapturedOutput::new(CAPTURED_OUTPUT_BYTES);
+        let stderr = CapturedOutput::new(CAPTURED_OUTPUT_BYTES);
+        // The builder denies by default: no env, no args, no preopens, no socket address, no
+        // name lookups. Only the captured stdio is added.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: CallLimiter::new(limits.memory_bytes()),
+            stdout,
+            stderr,
+            plugin: plugin.to_string(),
+            tool: tool.to_string(),
+            identity,
+            logged_bytes: 0,
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
