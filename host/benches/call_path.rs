@@ -1,0 +1,147 @@
+//! The cost of Warden's public call path against the bare-wasmtime floor, measured in one run.
+//!
+//! - floor: `InstancePre::instantiate` plus one typed call of `call` on `text-tools`, in a store
+//!   with the minimal WASI context the component needs, on the same pooled engine;
+//! - full path: `Plugin::call("echo", ...)`: input size check, JSON parse and schema validation,
+//!   a fresh store with limits and captured stdio, async instantiation, the call, output checks;
+//! - throughput of the full path on one thread and on two.
+//!
+//! Run with `cargo bench -p warden --bench call_path`. The last line is `ratio <full / floor>`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use warden::engine::{EngineOptions, WardenEngine};
+use warden::plugins::Plugin;
+use warden::sandbox::{CallIdentity, CallLimits};
+
+mod floor_bindings {
+    wasmtime::component::bindgen!({ path: "../wit", world: "warden:plugin/tool-plugin" });
+}
+use floor_bindings::ToolPluginPre;
+use floor_bindings::exports::warden::plugin::tool::CallContext;
+
+const INPUT: &str = r#"{"text":"hello from the benchmark"}"#;
+const BATCHES: usize = 9;
+
+struct FloorState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for FloorState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Median time per iteration over several batches, after a warm-up.
+fn measure(name: &str, iterations: usize, mut f: impl FnMut()) -> Duration {
+    for _ in 0..iterations / 4 {
+        f();
+    }
+    let mut per_iter: Vec<Duration> = (0..BATCHES)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                f();
+            }
+            start.elapsed() / iterations as u32
+        })
+        .collect();
+    per_iter.sort();
+    let median = per_iter[BATCHES / 2];
+    println!(
+        "{name:<34} median {:>8.2} µs/call  (min {:.2}, max {:.2}; {BATCHES} batches of {iterations})",
+        micros(median),
+        micros(per_iter[0]),
+        micros(per_iter[BATCHES - 1])
+    );
+    median
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Calls per second of the full path on `threads` threads, each with its own runtime.
+fn throughput(plugin: &Plugin, threads: usize, run_for: Duration) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (plugin, stop, calls) = (plugin.clone(), stop.clone(), calls.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let (identity, limits) = (CallIdentity::default(), CallLimits::default());
+                while !stop.load(Ordering::Relaxed) {
+                    rt.block_on(plugin.call("echo", INPUT, &identity, &limits)).expect("echo");
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(run_for);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    calls.load(Ordering::Relaxed) as f64 / run_for.as_secs_f64()
+}
+
+fn main() {
+    let path = PathBuf::from(env!("WARDEN_BUILT_PLUGINS")).join("text-tools.wasm");
+    let cache = tempfile_dir();
+    let engine = WardenEngine::new(&EngineOptions { cache_dir: Some(cache.clone()), ..EngineOptions::default() })
+        .expect("engine");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let plugin = rt.block_on(Plugin::load(&engine, &path)).expect("load text-tools");
+
+    // The floor: the same component and engine, nothing but wasmtime.
+    let bytes = std::fs::read(&path).unwrap();
+    let component = wasmtime::component::Component::new(engine.engine(), &bytes).unwrap();
+    let mut linker: Linker<FloorState> = Linker::new(engine.engine());
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let pre = ToolPluginPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+    let ctx = CallContext { tenant: "t".into(), agent: "a".into(), session: "s".into(), call_id: "c".into() };
+    let (tool, input) = ("echo".to_string(), INPUT.to_string());
+    let floor_call = || {
+        let mut store = Store::new(engine.engine(), FloorState { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+        store.set_epoch_deadline(1_000_000);
+        let instance = pre.instantiate(&mut store).unwrap();
+        let out = instance.warden_plugin_tool().call_call(&mut store, &ctx, &tool, &input).unwrap();
+        assert!(out.is_ok());
+    };
+
+    let (identity, limits) = (CallIdentity::default(), CallLimits::default());
+    let full_call = || {
+        let out = rt.block_on(plugin.call("echo", INPUT, &identity, &limits)).expect("echo");
+        assert_eq!(out.len(), INPUT.len());
+    };
+
+    println!("call_path: text-tools/echo, {} bytes of component", bytes.len());
+    let iterations = 2000;
+    let floor = measure("bare wasmtime floor", iterations, floor_call);
+    let full = measure("warden full call path", iterations, full_call);
+
+    let run_for = Duration::from_secs(3);
+    let one = throughput(&plugin, 1, run_for);
+    let two = throughput(&plugin, 2, run_for);
+    println!("throughput 1 thread   {one:>10.0} calls/s");
+    println!("throughput 2 threads  {two:>10.0} calls/s  (scaling {:.2}x)", two / one);
+    let _ = std::fs::remove_dir_all(&cache);
+    println!("ratio {:.3}", full.as_secs_f64() / floor.as_secs_f64());
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warden-bench-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
