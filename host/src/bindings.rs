@@ -8,5 +8,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub(crate) use exports::warden::plugin::tool::{CallContext, ToolError};
-pub(crate) use warden::plugin::{data, log, memory, model, types};
+pub(crate) use self::exports::warden::plugin::tool::{CallContext, ToolError};
+pub(crate) use self::warden::plugin::{data, log, memory, model, types};

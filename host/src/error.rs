@@ -130,6 +130,9 @@ impl CallError {
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
+            ErrorKind::LimitExceeded(Limit::Input) => {
+                write!(f, "{}: {}", self.kind.label(), self.message)
+            }
             ErrorKind::LimitExceeded(limit) => {
                 write!(f, "{}: {limit}: {}", self.kind.label(), self.message)
             }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{EngineArgs, LimitArgs, compile_progress};
+use super::{EngineArgs, LimitArgs, compile_progress, print_stdout};
 use crate::error::CallError;
 use crate::plugins::{Plugin, plugin_name};
 use crate::sandbox::{CallIdentity, CallLimits};
@@ -57,9 +57,8 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
     if std::io::stdout().is_terminal() {
         let value: serde_json::Value =
             serde_json::from_str(&output).unwrap_or(serde_json::Value::String(output.clone()));
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or(output));
+        print_stdout(&serde_json::to_string_pretty(&value).unwrap_or(output))
     } else {
-        println!("{output}");
+        print_stdout(&output)
     }
-    Ok(())
 }

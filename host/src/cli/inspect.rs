@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{EngineArgs, compile_progress};
+use super::{EngineArgs, compile_progress, print_stdout};
 use crate::error::CallError;
 use crate::plugins::inspect::{Inspection, inspect};
 use crate::plugins::plugin_name;
@@ -29,9 +29,9 @@ pub(super) async fn run(args: InspectArgs) -> Result<(), CallError> {
     if args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| CallError::new(crate::error::ErrorKind::Internal, e.to_string()))?;
-        println!("{text}");
+        print_stdout(&text)?;
     } else {
-        print!("{}", human(&report));
+        print_stdout(human(&report).trim_end())?;
     }
     match report.problem {
         Some(problem) => Err(CallError::unusable(problem)),

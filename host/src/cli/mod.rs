@@ -148,6 +148,21 @@ fn init_logging(filter: &str) {
         .init();
 }
 
+/// Writes `text` and a newline to stdout. A reader that went away (`warden call … | head -c0`)
+/// is not an error of the call, so a broken pipe ends quietly instead of panicking.
+fn print_stdout(text: &str) -> Result<(), CallError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CallError::new(
+            ErrorKind::Internal,
+            format!("cannot write to stdout: {e}"),
+        )),
+    }
+}
+
 /// Tells a person at a terminal that a plugin is being compiled, which takes seconds for a big
 /// one; silent for scripts.
 fn compile_progress(name: &str) -> impl FnOnce(usize) + '_ {

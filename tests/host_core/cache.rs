@@ -1,0 +1,115 @@
+//! The on-disk compile cache: the first call writes a compiled artifact, later calls load it
+//! instead of compiling again, and an artifact that does not load is compiled again.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::common::{Run, plugin_path, warden};
+
+/// `warden call text-tools echo` with its own cache folder.
+fn echo_with_cache(cache: &Path) -> Run {
+    let path = plugin_path("text-tools");
+    warden(&[
+        OsStr::new("call"),
+        path.as_os_str(),
+        OsStr::new("echo"),
+        OsStr::new("--input"),
+        OsStr::new(r#"{"text":"cached"}"#),
+        OsStr::new("--cache-dir"),
+        cache.as_os_str(),
+    ])
+}
+
+fn artifacts(cache: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(cache)
+        .unwrap_or_else(|e| panic!("read {}: {e}", cache.display()))
+        .map(|entry| entry.expect("a cache entry").path())
+        .filter(|p| p.extension() == Some(OsStr::new("cwasm")))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_call_writes_a_compiled_artifact_that_the_next_call_reuses() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+
+    let first = echo_with_cache(&cache);
+    first.assert_code(0);
+    let written = artifacts(&cache);
+    assert_eq!(written.len(), 1, "one artifact for one plugin: {written:?}");
+    let before = fs::metadata(&written[0]).expect("stat the artifact");
+
+    let second = echo_with_cache(&cache);
+    second.assert_code(0);
+    assert_eq!(second.stdout, first.stdout);
+    assert_eq!(artifacts(&cache), written);
+    // A recompile writes a new file and renames it over the old one: a new inode.
+    let after = fs::metadata(&written[0]).expect("stat the artifact");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(before.ino(), after.ino(), "the second call compiled again");
+    }
+    assert_eq!(
+        before.modified().ok(),
+        after.modified().ok(),
+        "the second call compiled again"
+    );
+}
+
+#[test]
+fn an_artifact_that_does_not_load_is_compiled_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    echo_with_cache(&cache).assert_code(0);
+    let written = artifacts(&cache);
+    assert_eq!(written.len(), 1, "{written:?}");
+    fs::write(&written[0], b"this is not a compiled component").expect("corrupt the artifact");
+
+    let run = echo_with_cache(&cache);
+    run.assert_code(0).assert_no_panic();
+    assert_eq!(run.stdout, "{\"text\":\"cached\"}\n");
+    let rewritten = fs::read(&written[0]).expect("read the artifact");
+    assert_ne!(
+        rewritten, b"this is not a compiled component",
+        "the artifact was not replaced"
+    );
+}
+
+#[test]
+fn no_cache_leaves_the_cache_folder_untouched() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let path = plugin_path("text-tools");
+    let run = warden(&[
+        OsStr::new("call"),
+        path.as_os_str(),
+        OsStr::new("echo"),
+        OsStr::new("--input"),
+        OsStr::new(r#"{"text":"uncached"}"#),
+        OsStr::new("--cache-dir"),
+        cache.as_os_str(),
+        OsStr::new("--no-cache"),
+    ]);
+    run.assert_code(0);
+    assert!(!cache.exists(), "--no-cache wrote to {}", cache.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_cache_folder_is_created_private_to_the_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Loading an artifact trusts it, so no other user may write there.
+    let cache = dir.path().join("cache");
+    echo_with_cache(&cache).assert_code(0);
+    let mode = fs::metadata(&cache)
+        .expect("stat the cache")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700, "the cache folder has mode {mode:o}");
+}
