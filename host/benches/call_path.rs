@@ -37,7 +37,10 @@ struct FloorState {
 
 impl WasiView for FloorState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -78,10 +81,14 @@ fn throughput(plugin: &Plugin, threads: usize, run_for: Duration) -> f64 {
         .map(|_| {
             let (plugin, stop, calls) = (plugin.clone(), stop.clone(), calls.clone());
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 let (identity, limits) = (CallIdentity::default(), CallLimits::default());
                 while !stop.load(Ordering::Relaxed) {
-                    rt.block_on(plugin.call("echo", INPUT, &identity, &limits)).expect("echo");
+                    rt.block_on(plugin.call("echo", INPUT, &identity, &limits))
+                        .expect("echo");
                     calls.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -98,10 +105,18 @@ fn throughput(plugin: &Plugin, threads: usize, run_for: Duration) -> f64 {
 fn main() {
     let path = PathBuf::from(env!("WARDEN_BUILT_PLUGINS")).join("text-tools.wasm");
     let cache = tempfile_dir();
-    let engine = WardenEngine::new(&EngineOptions { cache_dir: Some(cache.clone()), ..EngineOptions::default() })
-        .expect("engine");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let plugin = rt.block_on(Plugin::load(&engine, &path)).expect("load text-tools");
+    let engine = WardenEngine::new(&EngineOptions {
+        cache_dir: Some(cache.clone()),
+        ..EngineOptions::default()
+    })
+    .expect("engine");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let plugin = rt
+        .block_on(Plugin::load(&engine, &path))
+        .expect("load text-tools");
 
     // The floor: the same component and engine, nothing but wasmtime.
     let bytes = std::fs::read(&path).unwrap();
@@ -110,23 +125,42 @@ fn main() {
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
     linker.define_unknown_imports_as_traps(&component).unwrap();
     let pre = ToolPluginPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
-    let ctx = CallContext { tenant: "t".into(), agent: "a".into(), session: "s".into(), call_id: "c".into() };
+    let ctx = CallContext {
+        tenant: "t".into(),
+        agent: "a".into(),
+        session: "s".into(),
+        call_id: "c".into(),
+    };
     let (tool, input) = ("echo".to_string(), INPUT.to_string());
     let floor_call = || {
-        let mut store = Store::new(engine.engine(), FloorState { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+        let mut store = Store::new(
+            engine.engine(),
+            FloorState {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+            },
+        );
         store.set_epoch_deadline(1_000_000);
         let instance = pre.instantiate(&mut store).unwrap();
-        let out = instance.warden_plugin_tool().call_call(&mut store, &ctx, &tool, &input).unwrap();
+        let out = instance
+            .warden_plugin_tool()
+            .call_call(&mut store, &ctx, &tool, &input)
+            .unwrap();
         assert!(out.is_ok());
     };
 
     let (identity, limits) = (CallIdentity::default(), CallLimits::default());
     let full_call = || {
-        let out = rt.block_on(plugin.call("echo", INPUT, &identity, &limits)).expect("echo");
+        let out = rt
+            .block_on(plugin.call("echo", INPUT, &identity, &limits))
+            .expect("echo");
         assert_eq!(out.len(), INPUT.len());
     };
 
-    println!("call_path: text-tools/echo, {} bytes of component", bytes.len());
+    println!(
+        "call_path: text-tools/echo, {} bytes of component",
+        bytes.len()
+    );
     let iterations = 2000;
     let floor = measure("bare wasmtime floor", iterations, floor_call);
     let full = measure("warden full call path", iterations, full_call);
@@ -135,7 +169,10 @@ fn main() {
     let one = throughput(&plugin, 1, run_for);
     let two = throughput(&plugin, 2, run_for);
     println!("throughput 1 thread   {one:>10.0} calls/s");
-    println!("throughput 2 threads  {two:>10.0} calls/s  (scaling {:.2}x)", two / one);
+    println!(
+        "throughput 2 threads  {two:>10.0} calls/s  (scaling {:.2}x)",
+        two / one
+    );
     let _ = std::fs::remove_dir_all(&cache);
     println!("ratio {:.3}", full.as_secs_f64() / floor.as_secs_f64());
 }
