@@ -48,8 +48,10 @@ pub enum ErrorKind {
     ToolFailed,
     /// A per-call limit was exceeded.
     LimitExceeded(Limit),
-    /// The plugin cannot be used at all: missing, not a component, wrong world.
+    /// The plugin cannot be used at all: missing, not a component, wrong world, a pin mismatch.
     Unusable,
+    /// The operator's config has problems.
+    Config,
     /// The host itself failed (an I/O error, a bug).
     Internal,
 }
@@ -64,6 +66,7 @@ impl ErrorKind {
             ErrorKind::LimitExceeded(Limit::Input) => 2,
             ErrorKind::LimitExceeded(_) => 5,
             ErrorKind::Unusable => 6,
+            ErrorKind::Config => 7,
             ErrorKind::Internal => 1,
         }
     }
@@ -75,6 +78,7 @@ impl ErrorKind {
             ErrorKind::ToolFailed => "tool failed",
             ErrorKind::LimitExceeded(_) => "limit exceeded",
             ErrorKind::Unusable => "plugin unusable",
+            ErrorKind::Config => "config",
             ErrorKind::Internal => "internal error",
         }
     }
@@ -157,6 +161,7 @@ mod tests {
             assert_eq!(ErrorKind::LimitExceeded(limit).exit_code(), 5);
         }
         assert_eq!(ErrorKind::Unusable.exit_code(), 6);
+        assert_eq!(ErrorKind::Config.exit_code(), 7);
     }
 
     #[test]

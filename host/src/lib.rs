@@ -6,7 +6,10 @@
 //!
 //! - [`engine`]: the one wasmtime engine, its epoch ticker and the on-disk compile cache;
 //! - [`sandbox`]: per-call limits and the state of one call's store (no ambient authority);
-//! - [`capabilities`]: the host side of each imported interface (log, memory, data, model);
+//! - [`config`]: the operator's `warden.toml`, checked with every problem reported;
+//! - [`policy`]: grants, each call's effective rights, and the hash-chained audit log;
+//! - [`capabilities`]: the host side of each capability (log, files, sql, http, memory, model);
+//! - [`state`]: the state store (SQLite by default);
 //! - [`plugins`]: loading, inspecting and calling a plugin;
 //! - [`error`]: what a call can fail with, and the CLI's exit code for each kind;
 //! - [`cli`]: the `warden` command line.
@@ -30,7 +33,10 @@
 mod bindings;
 pub mod capabilities;
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod error;
 pub mod plugins;
+pub mod policy;
 pub mod sandbox;
+pub mod state;

@@ -1,18 +1,12 @@
-//! The `memory` interface. Its store and grants come with the state store; until then every
-//! namespace is denied, naming the grant, and no namespace handle is ever created.
+//! The `memory` interface. Its store comes with sessions; until then a namespace the call was
+//! not granted is denied naming the grant, a granted one fails as not served yet, and no
+//! namespace handle is ever created. Both are audited.
 
 use wasmtime::component::Resource;
 
-use super::not_granted;
 use crate::bindings::memory::{Entry, Host, HostNamespace, MemoryError, Namespace, Page};
+use crate::policy::Outcome;
 use crate::sandbox::CallState;
-
-fn denied(name: &str) -> MemoryError {
-    MemoryError::Denied(not_granted(
-        &format!("memory namespace `{name}`"),
-        &format!("memory:{name}:rw"),
-    ))
-}
 
 /// A handle can only come from `open`, which never succeeds yet, so a method call on one is a
 /// forged handle: trap rather than answer.
@@ -27,7 +21,15 @@ impl HostNamespace for CallState {
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<Namespace>, MemoryError>> {
-        Ok(Err(denied(&name)))
+        if let Err(denial) = self.grants.rights.check_memory(&name, false) {
+            self.audit("memory", &name, Outcome::Denied, &denial);
+            return Ok(Err(MemoryError::Denied(denial)));
+        }
+        let reason = "this host does not serve memory yet";
+        self.audit("memory", &name, Outcome::Failed, reason);
+        Ok(Err(MemoryError::Failed(format!(
+            "memory namespace `{name}`: {reason}"
+        ))))
     }
 
     async fn get(

@@ -1,22 +1,133 @@
 //! The host side of every interface a plugin may import. Each capability lives in its own
 //! module, which implements the generated host trait and decides, per call, what is allowed.
 //!
-//! - [`log`]: the plugin's log lines, tagged and capped.
-//! - `memory`, `data`, `model`: defined by the contract; until their stores and grants exist,
-//!   every use is denied with a message that names the grant an operator would add.
+//! Like Spin's factors, each capability has three steps: it is linked once per engine
+//! ([`linker`]), configured once from the operator's config ([`Capabilities::configure`]), and
+//! given per-call state from the call's effective rights ([`CallGrants`]).
 //!
-//! WASI is linked too, but its context grants nothing (see [`crate::sandbox`]).
+//! - [`log`]: the plugin's log lines, tagged and capped.
+//! - [`files`]: granted `dir` sources become WASI preopens, read-only or read-write.
+//! - [`sql`]: the `data` interface's SQL sources (SQLite, PostgreSQL).
+//! - [`http`]: outbound `wasi:http` to `http` sources, checked against their allowlists.
+//! - `memory`, `model`: defined by the contract; until their stores exist, every use is denied
+//!   with a message that names the grant an operator would add.
+//!
+//! WASI is linked too, but its context grants nothing beyond the preopens (see
+//! [`crate::sandbox`]).
 
-mod data;
+pub mod files;
+pub mod http;
 pub mod log;
 mod memory;
 mod model;
+pub mod sql;
+
+use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::{ToolPlugin, types};
-use crate::sandbox::CallState;
+use crate::config::WardenConfig;
+use crate::policy::audit::NewRecord;
+use crate::policy::{AuditLog, CallRights, Outcome};
+use crate::sandbox::{CallIdentity, CallState};
+use crate::state::{StateStore, StateUrl};
+
+/// Every capability, configured once from the operator's config and shared by all calls.
+pub struct Capabilities {
+    /// The config the capabilities were built from.
+    pub config: Arc<WardenConfig>,
+    /// The audit log in the state store.
+    pub audit: AuditLog,
+    /// SQL sources and their connection pools.
+    pub sql: sql::SqlSources,
+    /// HTTP sources: allowlists and the headers the host adds.
+    pub http: http::HttpSources,
+}
+
+impl Capabilities {
+    /// Opens the state store and prepares every configured source.
+    pub fn configure(config: Arc<WardenConfig>) -> Result<Capabilities, String> {
+        let url = StateUrl::parse(&config.state.url, &config.base_dir)?;
+        let audit = AuditLog::open(StateStore::open(&url)?)?;
+        let sql = sql::SqlSources::configure(&config)?;
+        let http = http::HttpSources::configure(&config)?;
+        Ok(Capabilities {
+            config,
+            audit,
+            sql,
+            http,
+        })
+    }
+}
+
+/// Who used a capability: the call and the plugin tool it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct CallSite<'a> {
+    /// The caller.
+    pub identity: &'a CallIdentity,
+    /// The plugin.
+    pub plugin: &'a str,
+    /// The tool.
+    pub tool: &'a str,
+}
+
+/// What one call may use: its effective rights, and the configured capabilities behind them.
+#[derive(Clone)]
+pub struct CallGrants {
+    /// The effective rights (plugin max ∩ agent grants).
+    pub rights: CallRights,
+    /// The configured capabilities; `None` for a call without a config, which may use nothing.
+    pub capabilities: Option<Arc<Capabilities>>,
+}
+
+impl CallGrants {
+    /// Nothing granted: a call without a config.
+    pub fn none(plugin: &str) -> Self {
+        CallGrants {
+            rights: CallRights::none(plugin),
+            capabilities: None,
+        }
+    }
+
+    /// The grants of `plugin` called for `agent`.
+    pub fn for_agent(capabilities: &Arc<Capabilities>, plugin: &str, agent: &str) -> Self {
+        CallGrants {
+            rights: CallRights::for_call(&capabilities.config, plugin, agent),
+            capabilities: Some(capabilities.clone()),
+        }
+    }
+
+    /// Records one capability use or denial by `site` in the audit log, if the call has one. A
+    /// failure to write is logged as an error; it never reaches the plugin.
+    pub fn audit(
+        &self,
+        site: &CallSite<'_>,
+        capability: &str,
+        target: &str,
+        outcome: Outcome,
+        detail: &str,
+    ) {
+        let Some(caps) = &self.capabilities else {
+            return;
+        };
+        let record = NewRecord {
+            tenant: &site.identity.tenant,
+            agent: &site.identity.agent,
+            session: &site.identity.session,
+            plugin: site.plugin,
+            tool: site.tool,
+            call_id: &site.identity.call_id,
+            capability,
+            target,
+            detail,
+        };
+        if let Err(e) = caps.audit.append(&record, outcome) {
+            tracing::error!("{e}");
+        }
+    }
+}
 
 /// Interfaces a component may import from this host, by `namespace:package/interface`, with
 /// what each one gives a plugin here. Anything else is refused at load.
@@ -95,6 +206,14 @@ pub const PROVIDED_INTERFACES: &[(&str, &str)] = &[
         "network: no address is granted",
     ),
     ("wasi:sockets/ip-name-lookup", "name lookups: denied"),
+    (
+        "wasi:http/types",
+        "outbound HTTP: only to granted http sources",
+    ),
+    (
+        "wasi:http/outgoing-handler",
+        "outbound HTTP: only to granted http sources",
+    ),
 ];
 
 /// Looks up an import by its full name (`wasi:cli/stdout@0.2.6`): what the host gives for it,
@@ -116,19 +235,12 @@ pub fn provided(import: &str) -> Option<&'static str> {
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    http::link(&mut linker)?;
     ToolPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
     Ok(linker)
 }
 
 impl types::Host for CallState {}
-
-/// The message of a denial for a capability that has no grant in this call.
-pub(crate) fn not_granted(what: &str, grant: &str) -> String {
-    format!(
-        "{what} is not granted to this call; an operator allows it by adding the grant `{grant}` \
-         to the agent in warden.toml"
-    )
-}
 
 #[cfg(test)]
 mod tests {
@@ -142,7 +254,7 @@ mod tests {
 
     #[test]
     fn other_interfaces_and_versions_are_not() {
-        assert!(provided("wasi:http/outgoing-handler@0.2.6").is_none());
+        assert!(provided("wasi:http/incoming-handler@0.2.6").is_none());
         assert!(provided("wasi:cli/stdout@0.3.0").is_none());
         assert!(provided("warden:plugin/log@0.2.0").is_none());
         assert!(provided("warden:plugin/log@0.1.0").is_some());

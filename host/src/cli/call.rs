@@ -1,25 +1,36 @@
-//! `warden call PLUGIN TOOL`: one call in a fresh sandboxed instance.
+//! `warden call PLUGIN TOOL`: one call in a fresh sandboxed instance. Without `--config` the
+//! plugin is a file and nothing is granted; with `--config` and `--agent` it is a configured
+//! plugin called with that agent's rights, and the call is audited.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{EngineArgs, LimitArgs, compile_progress, print_stdout};
-use crate::error::CallError;
-use crate::plugins::{Plugin, plugin_name};
-use crate::sandbox::{CallIdentity, CallLimits};
+use super::{EngineArgs, LimitArgs, compile_progress, config, print_stdout};
+use crate::capabilities::{CallGrants, CallSite};
+use crate::config::AgentLimits;
+use crate::error::{CallError, ErrorKind};
+use crate::plugins::{Plugin, plugin_name, sha256_hex};
+use crate::policy::check_tool;
+use crate::sandbox::{CallIdentity, new_call_id};
 
 /// Arguments of `warden call`.
 #[derive(Debug, Args)]
 pub(super) struct CallArgs {
-    /// The plugin's .wasm file.
-    plugin: PathBuf,
+    /// The plugin: a .wasm file, or with --config the name of a configured plugin.
+    plugin: String,
     /// The tool to call.
     tool: String,
     /// The input as JSON, or `-` to read it from stdin.
     #[arg(long, default_value = "{}")]
     input: String,
+    /// The operator's config: the plugin is then a name from [plugins], called with an agent's rights.
+    #[arg(long, env = "WARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    /// The agent whose grants and limits the call runs with (needs --config).
+    #[arg(long)]
+    agent: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -27,33 +38,121 @@ pub(super) struct CallArgs {
 }
 
 pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
-    let input = if args.input == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|e| {
-            CallError::invalid_input(format!("cannot read the input from stdin: {e}"))
-        })?;
-        text
-    } else {
-        args.input
-    };
+    let input = read_input(&args.input)?;
     let engine = args.engine.engine()?;
-    let bytes = std::fs::read(&args.plugin).map_err(|e| {
-        CallError::unusable(format!(
-            "cannot read plugin file `{}`: {e}",
-            args.plugin.display()
-        ))
-    })?;
-    let name = plugin_name(&args.plugin);
-    let plugin = Plugin::from_bytes(&engine, &name, &bytes, compile_progress(&name)).await?;
-    let limits = CallLimits {
-        timeout_ms: args.limits.timeout_ms,
-        memory_mb: args.limits.memory_mb,
-        max_output_kb: args.limits.max_output_kb,
-        max_input_kb: args.limits.max_input_kb,
+    let Some(config_path) = &args.config else {
+        if args.agent.is_some() {
+            return Err(CallError::invalid_input(
+                "--agent needs --config: agents are defined in warden.toml",
+            ));
+        }
+        let path = PathBuf::from(&args.plugin);
+        let name = plugin_name(&path);
+        let bytes = read_plugin(&path)?;
+        let plugin = Plugin::from_bytes(&engine, &name, &bytes, compile_progress(&name)).await?;
+        let limits = args.limits.resolve(&AgentLimits::default());
+        let output = plugin
+            .call(&args.tool, &input, &CallIdentity::default(), &limits)
+            .await?;
+        return print_output(output);
     };
+
+    let capabilities = config::capabilities(config_path)?;
+    let cfg = &capabilities.config;
+    let agent = match &args.agent {
+        Some(agent) => agent.clone(),
+        None => {
+            return Err(CallError::invalid_input(format!(
+                "name the agent to call as with --agent; the agents in {} are: {}",
+                config_path.display(),
+                cfg.agents.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    let Some(plugin_config) = cfg.plugins.get(&args.plugin) else {
+        return Err(CallError::unusable(format!(
+            "`{}` is not a plugin in [plugins] of {}; the plugins are: {}",
+            args.plugin,
+            config_path.display(),
+            cfg.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let Some(agent_config) = cfg.agents.get(&agent) else {
+        return Err(CallError::invalid_input(format!(
+            "there is no agent `{agent}` in {}; the agents are: {}",
+            config_path.display(),
+            cfg.agents.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let identity = CallIdentity {
+        tenant: "local".into(),
+        agent: agent.clone(),
+        session: "cli".into(),
+        call_id: new_call_id(),
+    };
+    let grants = CallGrants::for_agent(&capabilities, &args.plugin, &agent);
+    if let Err(denial) = check_tool(cfg, &agent, &args.plugin, &args.tool) {
+        let target = format!("{}/{}", args.plugin, args.tool);
+        let site = CallSite {
+            identity: &identity,
+            plugin: &args.plugin,
+            tool: &args.tool,
+        };
+        grants.audit(
+            &site,
+            "call",
+            &target,
+            crate::policy::Outcome::Denied,
+            &denial,
+        );
+        return Err(CallError::new(ErrorKind::Denied, denial));
+    }
+    let path = cfg.resolve(&plugin_config.path);
+    let bytes = read_plugin(&path)?;
+    if let Some(pin) = &plugin_config.sha256 {
+        let actual = sha256_hex(&bytes);
+        if !pin.eq_ignore_ascii_case(&actual) {
+            return Err(CallError::unusable(format!(
+                "plugin `{}` is refused: `{}` has sha256 {actual}, but plugins.{}.sha256 pins {pin}; if the new \
+                 file is trusted, update the pin",
+                args.plugin,
+                path.display(),
+                args.plugin
+            )));
+        }
+    }
+    let plugin = Plugin::from_bytes(
+        &engine,
+        &args.plugin,
+        &bytes,
+        compile_progress(&args.plugin),
+    )
+    .await?;
+    let limits = args.limits.resolve(&agent_config.limits);
     let output = plugin
-        .call(&args.tool, &input, &CallIdentity::default(), &limits)
+        .call_granted(&args.tool, &input, &identity, &limits, &grants)
         .await?;
+    print_output(output)
+}
+
+fn read_input(arg: &str) -> Result<String, CallError> {
+    if arg != "-" {
+        return Ok(arg.to_string());
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| CallError::invalid_input(format!("cannot read the input from stdin: {e}")))?;
+    Ok(text)
+}
+
+fn read_plugin(path: &std::path::Path) -> Result<Vec<u8>, CallError> {
+    std::fs::read(path).map_err(|e| {
+        CallError::unusable(format!("cannot read plugin file `{}`: {e}", path.display()))
+    })
+}
+
+fn print_output(output: String) -> Result<(), CallError> {
     if std::io::stdout().is_terminal() {
         let value: serde_json::Value =
             serde_json::from_str(&output).unwrap_or(serde_json::Value::String(output.clone()));

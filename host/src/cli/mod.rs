@@ -1,8 +1,11 @@
 //! The `warden` command line. Output meant for scripts goes to stdout (JSON where asked);
 //! errors and progress go to stderr; the exit code says what kind of failure happened.
 
+mod audit;
 mod call;
+mod config;
 mod inspect;
+pub mod new;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,11 +13,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::AgentLimits;
 use crate::engine::{DEFAULT_STACK_KB, EngineOptions, WardenEngine};
 use crate::error::{CallError, ErrorKind};
-use crate::sandbox::{
-    DEFAULT_MAX_INPUT_KB, DEFAULT_MAX_OUTPUT_KB, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS,
-};
+use crate::sandbox::CallLimits;
 
 /// Warden: a stateful runtime for AI agents, running tools as sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -40,12 +42,20 @@ enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Check the operator's config.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Show a plugin's tools, what it imports (all it could ever do) and its sha256.
     Inspect(inspect::InspectArgs),
+    /// Create a plugin project (Rust, Python or JS) with one example tool, ready to build.
+    New(new::NewArgs),
 }
 
 /// Engine settings shared by the commands that run plugins.
@@ -78,21 +88,42 @@ impl EngineArgs {
     }
 }
 
-/// Per-call limits as flags.
+/// Per-call limits as flags. A flag overrides the agent's `limits`, which override the defaults.
 #[derive(Debug, Args)]
 struct LimitArgs {
-    /// Wall-clock limit for the call, in milliseconds.
-    #[arg(long, default_value_t = DEFAULT_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
-    timeout_ms: u64,
-    /// Linear-memory limit for the call, in MiB.
-    #[arg(long, default_value_t = DEFAULT_MEMORY_MB, value_parser = clap::value_parser!(u64).range(1..=4096))]
-    memory_mb: u64,
-    /// Limit on the tool's output, in KiB.
-    #[arg(long, default_value_t = DEFAULT_MAX_OUTPUT_KB, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
-    max_output_kb: u64,
-    /// Limit on the tool's input, in KiB.
-    #[arg(long, default_value_t = DEFAULT_MAX_INPUT_KB, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
-    max_input_kb: u64,
+    /// Wall-clock limit for the call, in milliseconds [default: 10000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    timeout_ms: Option<u64>,
+    /// Linear-memory limit for the call, in MiB [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    memory_mb: Option<u64>,
+    /// Limit on the tool's output, in KiB [default: 1024].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_output_kb: Option<u64>,
+    /// Limit on the tool's input, in KiB [default: 1024].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_input_kb: Option<u64>,
+}
+
+impl LimitArgs {
+    fn resolve(&self, agent: &AgentLimits) -> CallLimits {
+        let defaults = CallLimits::default();
+        CallLimits {
+            timeout_ms: self
+                .timeout_ms
+                .or(agent.call_timeout_ms)
+                .unwrap_or(defaults.timeout_ms),
+            memory_mb: self
+                .memory_mb
+                .or(agent.memory_mb)
+                .unwrap_or(defaults.memory_mb),
+            max_output_kb: self
+                .max_output_kb
+                .or(agent.max_output_kb)
+                .unwrap_or(defaults.max_output_kb),
+            max_input_kb: self.max_input_kb.unwrap_or(defaults.max_input_kb),
+        }
+    }
 }
 
 /// Runs the command line and returns the process exit code.
@@ -124,6 +155,9 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Call(args) => call::run(args).await,
             Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
+            Command::Plugin(PluginCommand::New(args)) => new::run(args),
+            Command::Config(command) => config::run(command),
+            Command::Audit(command) => audit::run(command),
         }
     });
     match result {

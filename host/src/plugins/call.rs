@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use wasmtime::{Store, Trap};
 
-use super::Tool;
+use super::{PluginInner, Tool};
 use crate::bindings::{CallContext, ToolError, ToolPluginPre};
+use crate::capabilities::CallGrants;
 use crate::engine::{EPOCH_TICK_MS, WardenEngine};
 use crate::error::{CallError, ErrorKind, Limit};
 use crate::sandbox::{CallIdentity, CallLimits, CallState};
@@ -21,10 +22,11 @@ fn new_store(
     tool: &str,
     identity: CallIdentity,
     limits: &CallLimits,
+    grants: CallGrants,
 ) -> Store<CallState> {
     let mut store = Store::new(
         engine.engine(),
-        CallState::new(plugin, tool, identity, limits),
+        CallState::new(plugin, tool, identity, limits, grants),
     );
     store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(limits.timeout_ms.div_ceil(EPOCH_TICK_MS) + 1);
@@ -39,7 +41,14 @@ pub(super) async fn list_tools(
     plugin: &str,
 ) -> Result<Vec<Tool>, CallError> {
     let limits = CallLimits::default();
-    let mut store = new_store(engine, plugin, "", CallIdentity::default(), &limits);
+    let mut store = new_store(
+        engine,
+        plugin,
+        "",
+        CallIdentity::default(),
+        &limits,
+        CallGrants::none(plugin),
+    );
     let outcome = tokio::time::timeout(
         Duration::from_millis(limits.timeout_ms) + HOST_WAIT_GRACE,
         async {
@@ -93,14 +102,14 @@ pub(super) async fn list_tools(
 
 /// Runs one validated call in a fresh instance.
 pub(super) async fn invoke(
-    engine: &WardenEngine,
-    pre: &ToolPluginPre<CallState>,
-    plugin: &str,
+    target: &PluginInner,
     tool: &str,
     input: &str,
     identity: &CallIdentity,
     limits: &CallLimits,
+    grants: &CallGrants,
 ) -> Result<String, CallError> {
+    let (engine, pre, plugin) = (&target.engine, &target.pre, target.name.as_str());
     let ctx = CallContext {
         tenant: identity.tenant.clone(),
         agent: identity.agent.clone(),
@@ -108,7 +117,14 @@ pub(super) async fn invoke(
         call_id: identity.call_id.clone(),
     };
     let (tool_name, input_text) = (tool.to_string(), input.to_string());
-    let mut store = new_store(engine, plugin, tool, identity.clone(), limits);
+    let mut store = new_store(
+        engine,
+        plugin,
+        tool,
+        identity.clone(),
+        limits,
+        grants.clone(),
+    );
     let outcome = tokio::time::timeout(
         Duration::from_millis(limits.timeout_ms) + HOST_WAIT_GRACE,
         async {

@@ -17,9 +17,10 @@ use wasmtime::component::Component;
 pub use tools::Tool;
 
 use crate::bindings::ToolPluginPre;
-use crate::capabilities;
+use crate::capabilities::{self, CallGrants, CallSite};
 use crate::engine::WardenEngine;
-use crate::error::CallError;
+use crate::error::{CallError, ErrorKind};
+use crate::policy::Outcome;
 use crate::sandbox::{CallIdentity, CallLimits, CallState};
 
 /// The contract version this host implements.
@@ -131,16 +132,66 @@ impl Plugin {
         self.inner.tools.iter().find(|t| t.name == name)
     }
 
-    /// Calls `tool` with a JSON `input` in a fresh instance, and returns its JSON output.
-    ///
-    /// The input is checked against the size limit, parsed and validated against the tool's
-    /// schema before any wasm runs.
+    /// Calls `tool` with a JSON `input` in a fresh instance, with nothing granted, and returns
+    /// its JSON output. See [`Plugin::call_granted`].
     pub async fn call(
         &self,
         tool: &str,
         input: &str,
         identity: &CallIdentity,
         limits: &CallLimits,
+    ) -> Result<String, CallError> {
+        self.call_granted(
+            tool,
+            input,
+            identity,
+            limits,
+            &CallGrants::none(&self.inner.name),
+        )
+        .await
+    }
+
+    /// Calls `tool` with a JSON `input` in a fresh instance that may use what `grants` allow,
+    /// and returns its JSON output. The call and its outcome go into the audit log, if the
+    /// grants come with one.
+    ///
+    /// The input is checked against the size limit, parsed and validated against the tool's
+    /// schema before any wasm runs.
+    pub async fn call_granted(
+        &self,
+        tool: &str,
+        input: &str,
+        identity: &CallIdentity,
+        limits: &CallLimits,
+        grants: &CallGrants,
+    ) -> Result<String, CallError> {
+        let result = self
+            .checked_call(tool, input, identity, limits, grants)
+            .await;
+        if grants.capabilities.is_some() {
+            let (outcome, detail) = match &result {
+                Ok(_) => (Outcome::Allowed, String::new()),
+                Err(e) if e.kind() == ErrorKind::Denied => (Outcome::Denied, e.to_string()),
+                Err(e) => (Outcome::Failed, e.to_string()),
+            };
+            let target = format!("{}/{tool}", self.inner.name);
+            let site = CallSite {
+                identity,
+                plugin: &self.inner.name,
+                tool,
+            };
+            grants.audit(&site, "call", &target, outcome, &detail);
+        }
+        result
+    }
+
+    async fn checked_call(
+        &self,
+        tool: &str,
+        input: &str,
+        identity: &CallIdentity,
+        limits: &CallLimits,
+        grants: &CallGrants,
     ) -> Result<String, CallError> {
         let spec = self.checked_tool(tool)?;
         if input.len() > limits.input_bytes() {
@@ -156,16 +207,7 @@ impl Plugin {
         let value: serde_json::Value = serde_json::from_str(input)
             .map_err(|e| CallError::invalid_input(format!("the input is not valid JSON: {e}")))?;
         spec.validate(&value)?;
-        call::invoke(
-            &self.inner.engine,
-            &self.inner.pre,
-            &self.inner.name,
-            tool,
-            input,
-            identity,
-            limits,
-        )
-        .await
+        call::invoke(&self.inner, tool, input, identity, limits, grants).await
     }
 
     fn checked_tool(&self, tool: &str) -> Result<&Tool, CallError> {

@@ -5,6 +5,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{CAPTURED_OUTPUT_BYTES, CallLimiter, CallLimits, CapturedOutput};
+use crate::capabilities::{CallGrants, CallSite, files};
+use crate::policy::Outcome;
 
 /// Who is calling which tool: set by the host, never by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,19 +63,35 @@ pub struct CallState {
     pub(crate) identity: CallIdentity,
     /// Bytes the guest has sent to the `log` interface, for its cap.
     pub(crate) logged_bytes: usize,
+    /// What this call may use.
+    pub(crate) grants: CallGrants,
 }
 
 impl CallState {
-    /// A fresh state for one call: nothing granted.
-    pub fn new(plugin: &str, tool: &str, identity: CallIdentity, limits: &CallLimits) -> Self {
+    /// A fresh state for one call, with the directories its grants open and nothing else.
+    pub fn new(
+        plugin: &str,
+        tool: &str,
+        identity: CallIdentity,
+        limits: &CallLimits,
+        grants: CallGrants,
+    ) -> Self {
         let stdout = CapturedOutput::new(CAPTURED_OUTPUT_BYTES);
         let stderr = CapturedOutput::new(CAPTURED_OUTPUT_BYTES);
         // The builder denies by default: no env, no args, no preopens, no socket address, no
-        // name lookups. Only the captured stdio is added.
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        // name lookups. Only the captured stdio and the granted directories are added.
+        let mut builder = WasiCtx::builder();
+        builder.stdout(stdout.clone()).stderr(stderr.clone());
+        files::preopen(
+            &mut builder,
+            &grants,
+            &CallSite {
+                identity: &identity,
+                plugin,
+                tool,
+            },
+        );
+        let wasi = builder.build();
         CallState {
             wasi,
             table: ResourceTable::new(),
@@ -84,7 +102,19 @@ impl CallState {
             tool: tool.to_string(),
             identity,
             logged_bytes: 0,
+            grants,
         }
+    }
+
+    /// Records a capability use or denial of this call in the audit log.
+    pub(crate) fn audit(&self, capability: &str, target: &str, outcome: Outcome, detail: &str) {
+        let site = CallSite {
+            identity: &self.identity,
+            plugin: &self.plugin,
+            tool: &self.tool,
+        };
+        self.grants
+            .audit(&site, capability, target, outcome, detail);
     }
 }
 

@@ -1,11 +1,25 @@
-//! The `data` interface's SQL sources. Sources and grants come with the operator's config;
-//! until then every source is denied, naming the grant, and no handle is ever created.
+//! The `data` interface's SQL sources (SQLite files and PostgreSQL).
+//!
+//! Placeholder until the SQL capability lands: every source is denied, naming the grant, and no
+//! handle is ever created.
 
 use wasmtime::component::Resource;
 
-use super::not_granted;
 use crate::bindings::data::{DataError, Host, HostSql, QueryResult, Sql, SqlValue};
+use crate::config::WardenConfig;
+use crate::policy::Outcome;
 use crate::sandbox::CallState;
+
+/// Every configured SQL source.
+#[derive(Debug, Default)]
+pub struct SqlSources {}
+
+impl SqlSources {
+    /// Prepares the configured SQL sources.
+    pub fn configure(_config: &WardenConfig) -> Result<SqlSources, String> {
+        Ok(SqlSources {})
+    }
+}
 
 fn forged() -> wasmtime::Error {
     wasmtime::format_err!("sql handle that the host never issued")
@@ -15,9 +29,14 @@ impl Host for CallState {}
 
 impl HostSql for CallState {
     async fn open(&mut self, source: String) -> wasmtime::Result<Result<Resource<Sql>, DataError>> {
-        Ok(Err(DataError::Denied(not_granted(
-            &format!("data source `{source}`"),
-            &format!("{source}:ro"),
+        if let Err(denial) = self.grants.rights.check_sql(&source, false) {
+            self.audit("sql", &source, Outcome::Denied, &denial);
+            return Ok(Err(DataError::Denied(denial)));
+        }
+        let reason = "this host does not serve SQL sources yet";
+        self.audit("sql", &source, Outcome::Failed, reason);
+        Ok(Err(DataError::Failed(format!(
+            "SQL source `{source}`: {reason}"
         ))))
     }
 

@@ -1,0 +1,61 @@
+//! `warden config check`, and loading the config for the other commands.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+
+use super::print_stdout;
+use crate::capabilities::Capabilities;
+use crate::config::WardenConfig;
+use crate::error::{CallError, ErrorKind};
+
+/// `--config`, for the commands that need one.
+#[derive(Debug, Args)]
+pub(super) struct ConfigArg {
+    /// The operator's config file.
+    #[arg(long, env = "WARDEN_CONFIG", default_value = "warden.toml")]
+    pub(super) config: PathBuf,
+}
+
+/// Subcommands of `warden config`.
+#[derive(Debug, Subcommand)]
+pub(super) enum ConfigCommand {
+    /// Check a config and report every problem with its key and what to write instead.
+    Check(ConfigArg),
+}
+
+pub(super) fn run(command: ConfigCommand) -> Result<(), CallError> {
+    match command {
+        ConfigCommand::Check(arg) => {
+            let config = load(&arg.config)?;
+            print_stdout(&format!(
+                "{}: ok ({} plugins, {} sources, {} models, {} agents, {} tenants)",
+                arg.config.display(),
+                config.plugins.len(),
+                config.sources.len(),
+                config.models.len(),
+                config.agents.len(),
+                config.tenants.len()
+            ))
+        }
+    }
+}
+
+/// Loads and checks a config; its problems become one error listing them all.
+pub(super) fn load(path: &Path) -> Result<WardenConfig, CallError> {
+    WardenConfig::load(path).map_err(|problems| {
+        CallError::new(
+            ErrorKind::Config,
+            format!("{}: {}", path.display(), problems.to_string().trim_end()),
+        )
+    })
+}
+
+/// Loads a config and configures every capability from it.
+pub(super) fn capabilities(path: &Path) -> Result<Arc<Capabilities>, CallError> {
+    let config = Arc::new(load(path)?);
+    Capabilities::configure(config)
+        .map(Arc::new)
+        .map_err(|e| CallError::new(ErrorKind::Config, format!("{}: {e}", path.display())))
+}

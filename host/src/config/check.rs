@@ -1,0 +1,316 @@
+//! The checks that need the whole config: files that must exist, pins that must match, grants
+//! that must parse and name something configured, keys that do not apply to a source's kind.
+
+use super::{ConfigProblem, SourceConfig, SourceKind, WardenConfig};
+use crate::policy::grants::{AgentGrant, parse_agent_grant, parse_max_grant};
+use crate::state::StateUrl;
+
+struct Problems<'a>(&'a mut Vec<ConfigProblem>);
+
+impl Problems<'_> {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+pub(super) fn check(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
+    let mut p = Problems(problems);
+    if let Err(e) = StateUrl::parse(&config.state.url, &config.base_dir) {
+        p.add("state.url", e);
+    }
+    for (name, plugin) in &config.plugins {
+        let key = format!("plugins.{name}");
+        let path = config.resolve(&plugin.path);
+        match std::fs::read(&path) {
+            Err(e) => p.add(
+                format!("{key}.path"),
+                format!(
+                    "cannot read `{}` ({e}); paths are relative to the config file's folder",
+                    path.display()
+                ),
+            ),
+            Ok(bytes) => {
+                if let Some(pin) = &plugin.sha256 {
+                    let actual = crate::plugins::sha256_hex(&bytes);
+                    if !pin.eq_ignore_ascii_case(&actual) {
+                        p.add(
+                            format!("{key}.sha256"),
+                            format!(
+                                "`{}` has sha256 {actual}, not the pinned {pin}; if the new file is trusted, \
+                                 update the pin (`warden plugin inspect` prints it)",
+                                path.display()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(pin) = &plugin.sha256
+            && (pin.len() != 64 || !pin.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            p.add(format!("{key}.sha256"), "a sha256 pin is 64 hex digits");
+        }
+        for (i, entry) in plugin.max.iter().enumerate() {
+            if let Err(e) = parse_max_grant(entry) {
+                p.add(format!("{key}.max[{i}]"), e.0);
+            }
+        }
+    }
+    for (name, source) in &config.sources {
+        check_source(config, name, source, &mut p);
+    }
+    for (name, model) in &config.models {
+        let key = format!("models.{name}");
+        if !matches!(model.backend.as_str(), "openai" | "anthropic") {
+            p.add(
+                format!("{key}.backend"),
+                format!(
+                    "`{}` is not a backend; write \"openai\" or \"anthropic\"",
+                    model.backend
+                ),
+            );
+        }
+        for fallback in &model.fallbacks {
+            if !config.models.contains_key(fallback) {
+                p.add(
+                    format!("{key}.fallbacks"),
+                    format!("`{fallback}` is not a model alias in [models]"),
+                );
+            }
+        }
+    }
+    for (name, agent) in &config.agents {
+        let key = format!("agents.{name}");
+        if let Some(model) = &agent.model
+            && !config.models.contains_key(model)
+        {
+            p.add(
+                format!("{key}.model"),
+                format!("`{model}` is not a model alias in [models]"),
+            );
+        }
+        for (i, tool) in agent.tools.iter().enumerate() {
+            match tool.split_once('/') {
+                Some((plugin, tool_name)) if !tool_name.is_empty() => {
+                    if !config.plugins.contains_key(plugin) {
+                        p.add(
+                            format!("{key}.tools[{i}]"),
+                            format!("`{plugin}` is not a plugin in [plugins]"),
+                        );
+                    }
+                }
+                _ => p.add(
+                    format!("{key}.tools[{i}]"),
+                    format!("`{tool}` is not a tool; write PLUGIN/TOOL or PLUGIN/*"),
+                ),
+            }
+        }
+        for (i, grant) in agent.grants.iter().enumerate() {
+            let gkey = format!("{key}.grants[{i}]");
+            match parse_agent_grant(grant) {
+                Err(e) => p.add(gkey, e.0),
+                Ok(AgentGrant::Source { name: source, access }) => match config.sources.get(&source) {
+                    None => p.add(
+                        gkey,
+                        format!(
+                            "`{source}` is not a source in [sources] (nor `model:ALIAS` or `memory:NAMESPACE`); \
+                             the sources are: {}",
+                            config.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ),
+                    Some(s) if access.is_some() && !s.kind.has_access_mode() => {
+                        p.add(gkey, format!("`{source}` is an http source: grant it as \"{source}\", without :ro or :rw"))
+                    }
+                    Some(_) => {}
+                },
+                Ok(AgentGrant::Model(alias)) => {
+                    if !config.models.contains_key(&alias) {
+                        p.add(gkey, format!("`{alias}` is not a model alias in [models]"));
+                    }
+                }
+                Ok(AgentGrant::Memory { .. }) => {}
+            }
+        }
+    }
+    for (name, tenant) in &config.tenants {
+        let key = format!("tenants.{name}");
+        let digest = &tenant.token_sha256;
+        if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+            p.add(
+                format!("{key}.token_sha256"),
+                "the sha256 of the token, as 64 hex digits (e.g. `printf %s TOKEN | sha256sum`)",
+            );
+        }
+        for agent in &tenant.agents {
+            if !config.agents.contains_key(agent) {
+                p.add(
+                    format!("{key}.agents"),
+                    format!("`{agent}` is not an agent in [agents]"),
+                );
+            }
+        }
+    }
+}
+
+fn check_source(config: &WardenConfig, name: &str, s: &SourceConfig, p: &mut Problems<'_>) {
+    let key = format!("sources.{name}");
+    if matches!(name, "model" | "memory") {
+        p.add(
+            &key,
+            format!("`{name}` is reserved for grants (`{name}:…`); name the source otherwise"),
+        );
+    }
+    let kind = format!("{:?}", s.kind).to_lowercase();
+    let not_for = |field: &str, p: &mut Problems<'_>| {
+        p.add(
+            format!("{key}.{field}"),
+            format!("`{field}` does not apply to a {kind} source; remove it"),
+        );
+    };
+    let is_sql = matches!(s.kind, SourceKind::Sqlite | SourceKind::Postgres);
+    if s.path.is_some() && !matches!(s.kind, SourceKind::Dir | SourceKind::Sqlite) {
+        not_for("path", p);
+    }
+    if s.url_env.is_some() && s.kind != SourceKind::Postgres {
+        not_for("url_env", p);
+    }
+    if s.kind != SourceKind::Http {
+        if !s.allow.is_empty() {
+            not_for("allow", p);
+        }
+        if !s.headers.is_empty() {
+            not_for("headers", p);
+        }
+        if s.allow_private_addresses {
+            not_for("allow_private_addresses", p);
+        }
+    }
+    if !is_sql {
+        if s.max_rows.is_some() {
+            not_for("max_rows", p);
+        }
+        if s.pool_size.is_some() {
+            not_for("pool_size", p);
+        }
+    }
+    match s.kind {
+        SourceKind::Dir => match &s.path {
+            None => p.add(format!("{key}.path"), "a dir source needs `path`, the directory to share"),
+            Some(path) => {
+                let full = config.resolve(path);
+                if !full.is_dir() {
+                    p.add(format!("{key}.path"), format!("`{}` is not a directory", full.display()));
+                }
+            }
+        },
+        SourceKind::Sqlite => match &s.path {
+            None => p.add(format!("{key}.path"), "a sqlite source needs `path`, the database file"),
+            Some(path) => {
+                let full = config.resolve(path);
+                if !full.is_file() {
+                    p.add(format!("{key}.path"), format!("`{}` does not exist; create the database first", full.display()));
+                }
+            }
+        },
+        SourceKind::Postgres => match &s.url_env {
+            None => p.add(
+                format!("{key}.url_env"),
+                "a postgres source needs `url_env`, the environment variable that holds its URL (secrets never go in the file)",
+            ),
+            Some(var) if std::env::var_os(var).is_none() => {
+                p.add(format!("{key}.url_env"), format!("the environment variable `{var}` is not set"))
+            }
+            Some(_) => {}
+        },
+        SourceKind::Http => {
+            if s.allow.is_empty() {
+                p.add(format!("{key}.allow"), "an http source needs `allow`, e.g. [\"https://api.example.com/v2/*\"]");
+            }
+            for (i, pattern) in s.allow.iter().enumerate() {
+                if let Err(e) = crate::capabilities::http::parse_allow_pattern(pattern) {
+                    p.add(format!("{key}.allow[{i}]"), e);
+                }
+            }
+            for (header, value) in &s.headers {
+                if let Some(var) = value.strip_prefix("env:")
+                    && std::env::var_os(var).is_none()
+                {
+                    p.add(format!("{key}.headers.{header}"), format!("the environment variable `{var}` is not set"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::WardenConfig;
+    use std::path::Path;
+
+    fn problems(text: &str) -> Vec<String> {
+        match WardenConfig::parse(text, Path::new(env!("CARGO_MANIFEST_DIR"))) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let found = problems(
+            r#"
+            [plugins.files]
+            path = "missing.wasm"
+            max = ["dir:*"]
+            [sources.handbook]
+            kind = "dir"
+            path = "no-such-dir"
+            [agents.support]
+            grants = ["nope:ro", "handbook:rwx"]
+            colour = "blue"
+            "#,
+        );
+        let joined = found.join("\n");
+        assert!(joined.contains("plugins.files.path"), "{joined}");
+        assert!(joined.contains("plugins.files.max[0]"), "{joined}");
+        assert!(joined.contains("sources.handbook.path"), "{joined}");
+        assert!(
+            joined.contains("agents.support") && joined.contains("colour"),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn grants_must_name_configured_sources() {
+        let found = problems(
+            r#"
+            [sources.docs]
+            kind = "dir"
+            path = "src"
+            [agents.a]
+            grants = ["crm:ro", "docs:ro", "model:fast"]
+            "#,
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("agents.a.grants[0]") && found[0].contains("docs"),
+            "{found:?}"
+        );
+        assert!(found[1].contains("agents.a.grants[2]"), "{found:?}");
+    }
+
+    #[test]
+    fn unknown_sections_and_keys_are_errors() {
+        let found = problems("[server]\nport = 1\n[state]\nurl = \"sqlite://x.db\"\npath = 1\n");
+        assert_eq!(found.len(), 2, "{found:?}");
+    }
+
+    #[test]
+    fn keys_of_another_kind_are_named() {
+        let found = problems("[sources.s]\nkind = \"dir\"\npath = \"src\"\nurl_env = \"X\"\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("sources.s.url_env"), "{found:?}");
+    }
+}

@@ -1,0 +1,197 @@
+//! The operator's `warden.toml`: its shape, and a check that reports every problem with its key
+//! and what to write instead. Unknown keys are errors. Relative paths are relative to the
+//! folder of the config file. Secrets never sit in the file: it names environment variables.
+
+mod check;
+mod model;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+pub use model::{
+    AgentConfig, AgentLimits, ModelConfig, PluginConfig, SourceConfig, SourceKind, StateConfig,
+    TenantConfig,
+};
+
+/// One problem in a config: the key it is at, and what is wrong and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The dotted key, e.g. `plugins.files.path`.
+    pub key: String,
+    /// What is wrong, and what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found in a config.
+#[derive(Debug, Clone)]
+pub struct ConfigProblems(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigProblems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} problem{} in the config:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.0 {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigProblems {}
+
+/// A parsed and checked `warden.toml`.
+#[derive(Debug, Clone, Default)]
+pub struct WardenConfig {
+    /// The folder relative paths are resolved against.
+    pub base_dir: PathBuf,
+    /// Where state (the audit log, memory, sessions) is kept.
+    pub state: StateConfig,
+    /// Plugins by name.
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Company data sources by name.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Model aliases by name.
+    pub models: BTreeMap<String, ModelConfig>,
+    /// Agents by name.
+    pub agents: BTreeMap<String, AgentConfig>,
+    /// Tenants by name.
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+const SECTIONS: &[&str] = &["state", "plugins", "sources", "models", "agents", "tenants"];
+
+impl WardenConfig {
+    /// Reads, parses and checks the config at `path`; every problem is reported at once.
+    pub fn load(path: &Path) -> Result<WardenConfig, ConfigProblems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigProblems(vec![ConfigProblem {
+                key: path.display().to_string(),
+                message: format!("cannot read the config file: {e}"),
+            }])
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = if base_dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base_dir
+        };
+        Self::parse(&text, &base_dir)
+    }
+
+    /// Parses and checks config text; relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<WardenConfig, ConfigProblems> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigProblems(vec![ConfigProblem {
+                key: "warden.toml".into(),
+                message: format!("not valid TOML: {}", e.to_string().trim()),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        let mut config = WardenConfig {
+            base_dir: base_dir.to_path_buf(),
+            ..WardenConfig::default()
+        };
+        for (key, value) in &table {
+            match key.as_str() {
+                "state" => {
+                    if let Some(state) = entry::<StateConfig>("state", value.clone(), &mut problems)
+                    {
+                        config.state = state;
+                    }
+                }
+                "plugins" => config.plugins = named_entries("plugins", value, &mut problems),
+                "sources" => config.sources = named_entries("sources", value, &mut problems),
+                "models" => config.models = named_entries("models", value, &mut problems),
+                "agents" => config.agents = named_entries("agents", value, &mut problems),
+                "tenants" => config.tenants = named_entries("tenants", value, &mut problems),
+                other => problems.push(ConfigProblem {
+                    key: other.to_string(),
+                    message: format!("unknown section; the sections are {}", SECTIONS.join(", ")),
+                }),
+            }
+        }
+        check::check(&config, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigProblems(problems))
+        }
+    }
+
+    /// A path from the config, resolved against the config's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+fn entry<T: DeserializeOwned>(
+    key: &str,
+    value: toml::Value,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<T> {
+    match value.try_into::<T>() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(ConfigProblem {
+                key: key.to_string(),
+                message: e.to_string().trim().to_string(),
+            });
+            None
+        }
+    }
+}
+
+fn named_entries<T: DeserializeOwned>(
+    section: &str,
+    value: &toml::Value,
+    problems: &mut Vec<ConfigProblem>,
+) -> BTreeMap<String, T> {
+    let Some(table) = value.as_table() else {
+        problems.push(ConfigProblem {
+            key: section.to_string(),
+            message: format!("must be a table of named entries, e.g. [{section}.NAME]"),
+        });
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for (name, value) in table {
+        let key = format!("{section}.{name}");
+        if !valid_name(name) {
+            problems.push(ConfigProblem {
+                key: key.clone(),
+                message:
+                    "names use lowercase letters, digits, `-` and `_`, and start with a letter"
+                        .into(),
+            });
+        }
+        if let Some(v) = entry::<T>(&key, value.clone(), problems) {
+            out.insert(name.clone(), v);
+        }
+    }
+    out
+}
+
+/// Names of plugins, sources, models, agents and tenants.
+pub fn valid_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}

@@ -1,0 +1,1 @@
+//! The operator's config: `warden config check`, and how `warden call` uses it.

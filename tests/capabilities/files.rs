@@ -1,0 +1,1 @@
+//! Directory sources: preopens, and what the sandbox refuses.

@@ -1,0 +1,53 @@
+//! A throwaway operator workspace: a folder with a `warden.toml`, data sources beside it, and a
+//! way to run `warden` against it.
+
+use std::path::{Path, PathBuf};
+use crate::common::{Run, plugin_path, run_command, warden_command};
+
+/// A temporary folder holding a config and its sources.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// An empty workspace.
+    pub fn new() -> Workspace {
+        Workspace { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// The workspace folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating folders), relative to the workspace.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes `warden.toml`. `{plugins}` in the text stands for the built plugins' folder.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let plugins = Path::new(env!("WARDEN_BUILT_PLUGINS")).display().to_string();
+        self.write("warden.toml", &text.replace("{plugins}", &plugins))
+    }
+
+    /// Runs `warden ARGS` in the workspace, with the shared compile cache.
+    pub fn warden(&self, args: &[&str]) -> Run {
+        let mut cmd = warden_command(args);
+        cmd.current_dir(self.dir.path()).env_remove("WARDEN_CONFIG");
+        run_command(cmd, None)
+    }
+
+    /// `warden call --config warden.toml --agent AGENT PLUGIN TOOL --input INPUT`.
+    pub fn call(&self, agent: &str, plugin: &str, tool: &str, input: &str) -> Run {
+        self.warden(&["call", "--config", "warden.toml", "--agent", agent, plugin, tool, "--input", input])
+    }
+}
+
+/// Makes sure a plugin was built, and returns its path.
+pub fn built(name: &str) -> PathBuf {
+    plugin_path(name)
+}
