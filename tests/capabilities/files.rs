@@ -1,1 +1,204 @@
-//! Directory sources: preopens, and what the sandbox refuses.
+//! Directory sources: a granted source is a preopen, and the sandbox refuses everything else.
+//! Each test names one enforcement point and would fail if that check were removed.
+
+use crate::workspace::Workspace;
+
+const SECRET: &str = "the-secret-outside-the-handbook";
+
+/// A handbook the agent may read, a folder beside it that it may not, and a symlink inside the
+/// handbook that points at the secret.
+fn handbook(max: &str, grant: &str) -> Workspace {
+    let ws = Workspace::new();
+    ws.write(
+        "handbook/refunds.md",
+        "Refunds take 5 days.\nAsk for the order number.\n",
+    );
+    ws.write(
+        "handbook/policies/shipping.md",
+        "Shipping is free over 50 EUR.\n",
+    );
+    let secret = ws.write("other/secret.txt", SECRET);
+    std::os::unix::fs::symlink(&secret, ws.path().join("handbook/link.txt")).unwrap();
+    ws.config(&format!(
+        r#"
+        [state]
+        url = "sqlite://state.db"
+        [plugins.files]
+        path = "{{plugins}}/files.wasm"
+        max = [{max}]
+        [sources.handbook]
+        kind = "dir"
+        path = "handbook"
+        [sources.other]
+        kind = "dir"
+        path = "other"
+        [agents.support]
+        tools = ["files/*"]
+        grants = [{grant}]
+        [agents.reader]
+        tools = ["files/list"]
+        grants = ["handbook:ro"]
+        "#
+    ));
+    ws
+}
+
+fn read(ws: &Workspace, source: &str, path: &str) -> crate::common::Run {
+    let input = serde_json::json!({"source": source, "path": path}).to_string();
+    ws.call("support", "files", "read", &input)
+}
+
+#[test]
+fn reads_a_file_in_a_granted_dir() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    let run = read(&ws, "handbook", "refunds.md");
+    run.assert_code(0);
+    assert_eq!(
+        run.json()["text"],
+        "Refunds take 5 days.\nAsk for the order number.\n"
+    );
+}
+
+#[test]
+fn lists_and_searches_a_granted_dir() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    let run = ws.call("support", "files", "list", r#"{"source":"handbook"}"#);
+    run.assert_code(0);
+    let names: Vec<String> = run.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        names.contains(&"refunds.md".to_string()) && names.contains(&"policies".to_string()),
+        "{names:?}"
+    );
+    let run = ws.call(
+        "support",
+        "files",
+        "search",
+        r#"{"source":"handbook","query":"free over"}"#,
+    );
+    run.assert_code(0);
+    let matches = &run.json()["matches"];
+    assert_eq!(matches[0]["path"], "policies/shipping.md");
+    assert_eq!(matches[0]["line"], 1);
+}
+
+#[test]
+fn denies_a_dir_that_is_not_configured() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    let run = read(&ws, "payroll", "salaries.csv");
+    run.assert_fails_with(3, "`payroll`");
+}
+
+#[test]
+fn denies_a_dir_the_agent_was_not_granted() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    let run = read(&ws, "other", "secret.txt");
+    run.assert_fails_with(3, "other:ro");
+    assert!(!run.stdout.contains(SECRET) && !run.stderr.contains(SECRET));
+}
+
+#[test]
+fn denies_a_dir_outside_the_plugins_max() {
+    let ws = handbook(r#""sql:*:ro""#, r#""handbook:ro""#);
+    read(&ws, "handbook", "refunds.md").assert_fails_with(3, "handbook");
+}
+
+#[test]
+fn refuses_a_path_that_climbs_out_with_dot_dot() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    let run = read(&ws, "handbook", "../other/secret.txt");
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(!run.stdout.contains(SECRET), "{run:#?}");
+}
+
+#[test]
+fn refuses_an_absolute_path() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    let secret = ws.path().join("other/secret.txt");
+    for path in ["/etc/passwd", secret.to_str().unwrap()] {
+        let run = read(&ws, "handbook", path);
+        assert_ne!(run.code, 0, "{path}: {run:#?}");
+        assert!(
+            !run.stdout.contains(SECRET) && !run.stdout.contains("root:"),
+            "{path}: {run:#?}"
+        );
+    }
+}
+
+#[test]
+fn refuses_a_symlink_that_points_outside() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    let run = read(&ws, "handbook", "link.txt");
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(!run.stdout.contains(SECRET), "{run:#?}");
+}
+
+#[test]
+fn refuses_a_write_through_a_read_only_grant() {
+    let ws = handbook(r#""dir:*:rw""#, r#""handbook:ro""#);
+    let input = r#"{"source":"handbook","path":"new.md","text":"hello"}"#;
+    ws.call("support", "files", "write", input)
+        .assert_fails_with(3, "new.md");
+    assert!(!ws.path().join("handbook/new.md").exists());
+}
+
+#[test]
+fn refuses_a_write_when_the_plugins_max_is_read_only() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:rw""#);
+    let input = r#"{"source":"handbook","path":"new.md","text":"hello"}"#;
+    ws.call("support", "files", "write", input)
+        .assert_fails_with(3, "new.md");
+    assert!(!ws.path().join("handbook/new.md").exists());
+}
+
+#[test]
+fn writes_through_a_read_write_grant() {
+    let ws = handbook(r#""dir:*:rw""#, r#""handbook:rw""#);
+    let input = r#"{"source":"handbook","path":"new.md","text":"hello"}"#;
+    ws.call("support", "files", "write", input).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("handbook/new.md")).unwrap(),
+        "hello"
+    );
+}
+
+#[test]
+fn denies_a_tool_outside_the_agents_tools() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    let input = r#"{"source":"handbook","path":"refunds.md"}"#;
+    ws.call("reader", "files", "read", input)
+        .assert_fails_with(3, "agents.reader.tools");
+    ws.call("reader", "files", "list", r#"{"source":"handbook"}"#)
+        .assert_code(0);
+}
+
+#[test]
+fn audits_the_preopen_the_call_and_the_denial() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    read(&ws, "handbook", "refunds.md").assert_code(0);
+    read(&ws, "other", "secret.txt").assert_code(3);
+    let run = ws.warden(&["audit", "tail", "--config", "warden.toml", "--json"]);
+    run.assert_code(0);
+    let records: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |capability: &str, target: &str, outcome: &str| {
+        records.iter().any(|r| {
+            r["capability"] == capability && r["target"] == target && r["outcome"] == outcome
+        })
+    };
+    assert!(has("dir", "handbook", "allowed"), "{records:#?}");
+    assert!(has("call", "files/read", "allowed"), "{records:#?}");
+    assert!(has("call", "files/read", "denied"), "{records:#?}");
+    for r in &records {
+        assert_eq!(r["agent"], "support");
+        assert_eq!(r["plugin"], "files");
+        assert!(!r["call_id"].as_str().unwrap().is_empty());
+    }
+}

@@ -6,6 +6,7 @@
 #[path = "../host_core/common.rs"]
 mod common;
 
+mod audit;
 mod config;
 mod files;
 mod workspace;
