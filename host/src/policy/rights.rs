@@ -334,7 +334,7 @@ mod tests {
             path = "."
             [sources.crm]
             kind = "sqlite"
-            path = "crm.db"
+            path = "Cargo.toml"
             [sources.other]
             kind = "dir"
             path = "."
