@@ -9,6 +9,7 @@
 //! - [`config`]: the operator's `warden.toml`, checked with every problem reported;
 //! - [`policy`]: grants, each call's effective rights, and the hash-chained audit log;
 //! - [`capabilities`]: the host side of each capability (log, files, sql, http, memory, model);
+//! - [`models`]: the model router (aliases, fallbacks, quotas) and the provider backends;
 //! - [`state`]: the state store (SQLite by default);
 //! - [`plugins`]: loading, inspecting and calling a plugin;
 //! - [`error`]: what a call can fail with, and the CLI's exit code for each kind;
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod models;
 pub mod plugins;
 pub mod policy;
 pub mod sandbox;

@@ -9,4 +9,6 @@ mod common;
 mod audit;
 mod config;
 mod files;
+mod http;
+mod sql;
 mod workspace;

@@ -1,8 +1,8 @@
 //! A throwaway operator workspace: a folder with a `warden.toml`, data sources beside it, and a
 //! way to run `warden` against it.
 
-use std::path::{Path, PathBuf};
 use crate::common::{Run, plugin_path, run_command, warden_command};
+use std::path::{Path, PathBuf};
 
 /// A temporary folder holding a config and its sources.
 pub struct Workspace {
@@ -12,7 +12,9 @@ pub struct Workspace {
 impl Workspace {
     /// An empty workspace.
     pub fn new() -> Workspace {
-        Workspace { dir: tempfile::tempdir().expect("temp dir") }
+        Workspace {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// The workspace folder.
@@ -30,7 +32,9 @@ impl Workspace {
 
     /// Writes `warden.toml`. `{plugins}` in the text stands for the built plugins' folder.
     pub fn config(&self, text: &str) -> PathBuf {
-        let plugins = Path::new(env!("WARDEN_BUILT_PLUGINS")).display().to_string();
+        let plugins = Path::new(env!("WARDEN_BUILT_PLUGINS"))
+            .display()
+            .to_string();
         self.write("warden.toml", &text.replace("{plugins}", &plugins))
     }
 
@@ -43,7 +47,17 @@ impl Workspace {
 
     /// `warden call --config warden.toml --agent AGENT PLUGIN TOOL --input INPUT`.
     pub fn call(&self, agent: &str, plugin: &str, tool: &str, input: &str) -> Run {
-        self.warden(&["call", "--config", "warden.toml", "--agent", agent, plugin, tool, "--input", input])
+        self.warden(&[
+            "call",
+            "--config",
+            "warden.toml",
+            "--agent",
+            agent,
+            plugin,
+            tool,
+            "--input",
+            input,
+        ])
     }
 }
 

@@ -42,14 +42,14 @@ fn refuses_a_component_importing_what_the_host_does_not_provide() {
     // The right export, so that the import is what is wrong with it.
     let component = wat::parse_str(
         r#"(component
-             (import "wasi:http/outgoing-handler@0.2.6" (instance))
+             (import "wasi:keyvalue/store@0.2.0-draft" (instance))
              (instance $tool)
              (export "warden:plugin/tool@0.1.0" (instance $tool)))"#,
     )
     .expect("a component");
-    let path = write_temp(&dir, "wants-http.wasm", &component);
+    let path = write_temp(&dir, "wants-keyvalue.wasm", &component);
     let run = call_file(&path);
-    run.assert_fails_with(6, "wasi:http/outgoing-handler@0.2.6");
+    run.assert_fails_with(6, "wasi:keyvalue/store@0.2.0-draft");
     assert!(run.error_line().contains("does not provide"), "{run:#?}");
 }
 

@@ -9,8 +9,9 @@
 //! - [`files`]: granted `dir` sources become WASI preopens, read-only or read-write.
 //! - [`sql`]: the `data` interface's SQL sources (SQLite, PostgreSQL).
 //! - [`http`]: outbound `wasi:http` to `http` sources, checked against their allowlists.
-//! - `memory`, `model`: defined by the contract; until their stores exist, every use is denied
-//!   with a message that names the grant an operator would add.
+//! - `model`: completions through the [`crate::models::ModelRouter`], for granted aliases.
+//! - `memory`: defined by the contract; until its store exists, every use is denied with a
+//!   message that names the grant an operator would add.
 //!
 //! WASI is linked too, but its context grants nothing beyond the preopens (see
 //! [`crate::sandbox`]).
@@ -44,20 +45,25 @@ pub struct Capabilities {
     pub sql: sql::SqlSources,
     /// HTTP sources: allowlists and the headers the host adds.
     pub http: http::HttpSources,
+    /// The model router: aliases, backends, quotas (see [`crate::models`]).
+    pub models: crate::models::ModelRouter,
 }
 
 impl Capabilities {
     /// Opens the state store and prepares every configured source.
     pub fn configure(config: Arc<WardenConfig>) -> Result<Capabilities, String> {
         let url = StateUrl::parse(&config.state.url, &config.base_dir)?;
-        let audit = AuditLog::open(StateStore::open(&url)?)?;
+        let store = StateStore::open(&url)?;
+        let audit = AuditLog::open(store.clone())?;
         let sql = sql::SqlSources::configure(&config)?;
         let http = http::HttpSources::configure(&config)?;
+        let models = crate::models::ModelRouter::configure(&config, store, audit.clone())?;
         Ok(Capabilities {
             config,
             audit,
             sql,
             http,
+            models,
         })
     }
 }

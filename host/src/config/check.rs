@@ -79,11 +79,28 @@ pub(super) fn check(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
                     format!("{key}.fallbacks"),
                     format!("`{fallback}` is not a model alias in [models]"),
                 );
+            } else if fallback == name {
+                p.add(
+                    format!("{key}.fallbacks"),
+                    "an alias cannot fall back to itself",
+                );
             }
+        }
+        for (field, problem) in crate::models::check_alias(model) {
+            p.add(format!("{key}.{field}"), problem);
         }
     }
     for (name, agent) in &config.agents {
         let key = format!("agents.{name}");
+        let limits = &agent.limits;
+        if limits.tokens_per_day.is_some()
+            && limits.quota.is_some_and(|q| q.tokens_per_day.is_some())
+        {
+            p.add(
+                format!("{key}.limits.tokens_per_day"),
+                "set once: either `tokens_per_day` or `quota.tokens_per_day`, not both",
+            );
+        }
         if let Some(model) = &agent.model
             && !config.models.contains_key(model)
         {

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use model::{
-    AgentConfig, AgentLimits, ModelConfig, PluginConfig, SourceConfig, SourceKind, StateConfig,
-    TenantConfig,
+    AgentConfig, AgentLimits, ModelConfig, ModelQuota, PluginConfig, SourceConfig, SourceKind,
+    StateConfig, TenantConfig,
 };
 
 /// One problem in a config: the key it is at, and what is wrong and how to fix it.

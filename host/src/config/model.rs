@@ -38,6 +38,22 @@ pub struct PluginConfig {
     /// The most this plugin may ever use, e.g. `["dir:*:ro", "sql:crm:ro", "http:*"]`.
     #[serde(default)]
     pub max: Vec<String>,
+    /// Model calls and tokens this plugin may use in all, across every agent.
+    pub quota: Option<ModelQuota>,
+}
+
+/// `quota = { … }`: model calls and tokens per window. A key left out is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelQuota {
+    /// Model calls per minute.
+    pub calls_per_minute: Option<u64>,
+    /// Model tokens (input and output) per minute.
+    pub tokens_per_minute: Option<u64>,
+    /// Model calls per day (UTC).
+    pub calls_per_day: Option<u64>,
+    /// Model tokens (input and output) per day (UTC).
+    pub tokens_per_day: Option<u64>,
 }
 
 /// The kind of a data source.
@@ -154,8 +170,10 @@ pub struct AgentLimits {
     pub memory_mb: Option<u64>,
     /// Output of one tool call, in KiB.
     pub max_output_kb: Option<u64>,
-    /// Model tokens per day.
+    /// Model tokens per day; the same as `quota.tokens_per_day`.
     pub tokens_per_day: Option<u64>,
+    /// Model calls and tokens per minute and per day, for every model call of this agent.
+    pub quota: Option<ModelQuota>,
 }
 
 /// `[tenants.NAME]`.

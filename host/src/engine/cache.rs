@@ -63,6 +63,9 @@ impl CompileCache {
             // same compatibility hash, into a folder only this user can write.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok(component),
+                // The artifact is sound; the pool is too small for it, and compiling again
+                // would not change that.
+                Err(e) if super::pool_limit_problem(&e).is_some() => return Err(compile_error(&e)),
                 Err(e) => tracing::warn!(
                     "compile cache entry {} is unusable ({e}); recompiling",
                     path.display()
@@ -115,8 +118,12 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
     Ok((path, file))
 }
 
-/// A component that does not compile: not a component at all, or one wasmtime rejects.
+/// A component that does not compile: not a component at all, one wasmtime rejects, or one too
+/// big for the instance pool.
 pub(crate) fn compile_error(e: &wasmtime::Error) -> CallError {
+    if let Some(problem) = super::pool_limit_problem(e) {
+        return CallError::unusable(problem);
+    }
     CallError::unusable(format!(
         "the file is not a valid WebAssembly component: {e:#}"
     ))

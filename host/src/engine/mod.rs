@@ -135,6 +135,51 @@ impl WardenEngine {
     }
 }
 
+/// Explains a component that the instance pool cannot hold, or returns `None` for any other
+/// error. wasmtime checks a component against the pool's limits when it is compiled or loaded,
+/// and says which limit in words of its own; this names the limit as an author would look for it.
+pub(crate) fn pool_limit_problem(e: &wasmtime::Error) -> Option<String> {
+    const LIMITS: &[(&str, &str)] = &[
+        ("core module instances", "core instances per component"),
+        ("Wasm linear memories", "linear memories per component"),
+        ("defined memories count", "linear memories per module"),
+        ("tables, which exceeds", "tables per component"),
+        ("defined tables count", "tables per module"),
+        ("minimum element size", "elements per table"),
+        ("memory has a minimum byte size", "linear memory size"),
+        (
+            "allocation for this module",
+            "instance state per core module",
+        ),
+        (
+            "allocation for this component",
+            "instance state per component",
+        ),
+    ];
+    let text = format!("{e:#}");
+    let (_, limit) = LIMITS.iter().find(|(phrase, _)| text.contains(phrase))?;
+    let cause = e
+        .chain()
+        .map(|cause| cause.to_string())
+        .find(|cause| LIMITS.iter().any(|(phrase, _)| cause.contains(phrase)))
+        .unwrap_or(text);
+    let cause = cause
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('.');
+    Some(format!(
+        "the component exceeds this host's instance pool limit on {limit} ({cause}). Each \
+         instance must fit the pool: at most {POOL_CORE_INSTANCES_PER_COMPONENT} core instances, \
+         {POOL_MEMORIES_PER_COMPONENT} linear memories and {} tables of {POOL_TABLE_ELEMENTS} \
+         elements per component, and {} MiB of memory; componentize-py and componentize-js \
+         components fit. Make the component smaller, or raise the limit in \
+         host/src/engine/mod.rs",
+        POOL_MEMORIES_PER_COMPONENT * 2,
+        POOL_MAX_MEMORY_BYTES >> 20,
+    ))
+}
+
 fn engine_config(options: &EngineOptions) -> Config {
     let stack_bytes = options.stack_kb.saturating_mul(1024);
     let mut pool = PoolingAllocationConfig::new();

@@ -5,7 +5,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{CAPTURED_OUTPUT_BYTES, CallLimiter, CallLimits, CapturedOutput};
-use crate::capabilities::{CallGrants, CallSite, files};
+use crate::capabilities::{CallGrants, CallSite, files, http};
 use crate::policy::Outcome;
 
 /// Who is calling which tool: set by the host, never by the caller.
@@ -51,7 +51,8 @@ pub fn new_call_id() -> String {
 /// The store data of one call.
 pub struct CallState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    /// The resources of WASI and `wasi:http`, which share one table.
+    pub(crate) table: ResourceTable,
     pub(crate) limiter: CallLimiter,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
@@ -65,6 +66,8 @@ pub struct CallState {
     pub(crate) logged_bytes: usize,
     /// What this call may use.
     pub(crate) grants: CallGrants,
+    /// Outbound HTTP: its `wasi:http` context (see [`http`]).
+    pub(crate) http: http::CallHttp,
 }
 
 impl CallState {
@@ -103,6 +106,7 @@ impl CallState {
             identity,
             logged_bytes: 0,
             grants,
+            http: http::CallHttp::new(),
         }
     }
 

@@ -1,0 +1,666 @@
+//! Outbound HTTP through `http` sources: the allowlist, redirects, the host-added credentials,
+//! the address checks, the limits and the audit records. Every test runs the real binary and the
+//! real plugins against servers on 127.0.0.1 that the test starts, and names one enforcement
+//! point: it fails if that check were removed.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Run, run_command, warden_command};
+use crate::workspace::Workspace;
+
+/// The credential a source adds; it must reach the server and never the plugin.
+const TOKEN: &str = "Bearer s3cret-from-the-host-env";
+/// The environment variable the source reads it from.
+const TOKEN_VAR: &str = "WARDEN_TEST_HTTP_TOKEN";
+
+/// What the test server answers on one path.
+enum Reply {
+    /// 200 with a `text/plain` body.
+    Text(&'static str),
+    /// 302 to the given location.
+    Redirect(String),
+    /// A body of this many bytes, its length declared in `Content-Length`.
+    Declared(usize),
+    /// A body of this many bytes with no declared length, ended by closing the connection.
+    Streamed(usize),
+    /// Reads the request and never answers.
+    Silence,
+    /// Sends the head and the first bytes of a 100-byte body, then nothing more.
+    Stall,
+}
+
+/// One request the server received.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1: one thread per connection, one request per connection,
+/// every request recorded. It stops when dropped.
+struct TestServer {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    fn start(route: impl Fn(&str) -> Reply + Send + Sync + 'static) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test port");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let route = Arc::new(route);
+        let accept = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((conn, _)) => {
+                            let (seen, stop, route) = (seen.clone(), stop.clone(), route.clone());
+                            std::thread::spawn(move || serve(conn, &seen, &stop, &*route));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        TestServer {
+            addr,
+            seen,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port())
+    }
+
+    fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+fn serve(
+    mut conn: TcpStream,
+    seen: &Mutex<Vec<Seen>>,
+    stop: &AtomicBool,
+    route: &(dyn Fn(&str) -> Reply + Send + Sync),
+) {
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let path = lines
+        .next()
+        .unwrap_or_default()
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    seen.lock().unwrap().push(Seen {
+        path: path.clone(),
+        headers,
+    });
+    let response = match route(&path) {
+        Reply::Text(body) => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        Reply::Redirect(location) => format!(
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+        Reply::Declared(n) => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n{}",
+            "x".repeat(n)
+        ),
+        Reply::Streamed(n) => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{}",
+            "x".repeat(n)
+        ),
+        Reply::Stall => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nfirst bytes";
+            let _ = conn.write_all(head.as_bytes());
+            wait_for_stop(stop);
+            return;
+        }
+        Reply::Silence => {
+            wait_for_stop(stop);
+            return;
+        }
+    };
+    let _ = conn.write_all(response.as_bytes());
+}
+
+/// Holds a connection open until the server stops (or 30 s pass).
+fn wait_for_stop(stop: &AtomicBool) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A workspace with `http-get` and `header-echo`, one http source `api` with the given extra
+/// lines, and agent `agent` granted `grants`.
+fn workspace(allow: &[String], source_extra: &str, grants: &str, max: &str) -> Workspace {
+    let ws = Workspace::new();
+    let allow: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
+    ws.config(&format!(
+        r#"
+        [state]
+        url = "sqlite://state.db"
+        [plugins.http-get]
+        path = "{{plugins}}/http-get.wasm"
+        max = [{max}]
+        [plugins.header-echo]
+        path = "{{plugins}}/header-echo.wasm"
+        max = [{max}]
+        [sources.api]
+        kind = "http"
+        allow = [{allow}]
+        {source_extra}
+        [sources.elsewhere]
+        kind = "http"
+        allow = ["https://elsewhere.example.com/*"]
+        [agents.agent]
+        tools = ["http-get/*", "header-echo/*"]
+        grants = [{grants}]
+        "#,
+        allow = allow.join(", ")
+    ));
+    ws
+}
+
+/// A workspace whose source `api` allows `/v2/*` on `server`, private addresses allowed (the
+/// server is on loopback), granted to the agent.
+fn api_workspace(server: &TestServer, source_extra: &str) -> Workspace {
+    let allow = [format!("http://127.0.0.1:{}/v2/*", server.port())];
+    workspace(
+        &allow,
+        &format!("allow_private_addresses = true\n{source_extra}"),
+        r#""api""#,
+        r#""http:*""#,
+    )
+}
+
+/// Runs `warden ARGS` in the workspace with the source's token in the environment.
+fn warden(ws: &Workspace, args: &[&str]) -> Run {
+    let mut cmd = warden_command(args);
+    cmd.current_dir(ws.path())
+        .env_remove("WARDEN_CONFIG")
+        .env(TOKEN_VAR, TOKEN);
+    run_command(cmd, None)
+}
+
+/// `warden call` of `PLUGIN TOOL` for the agent.
+fn call(ws: &Workspace, plugin: &str, tool: &str, input: &str) -> Run {
+    let args = [
+        "call",
+        "--config",
+        "warden.toml",
+        "--agent",
+        "agent",
+        plugin,
+        tool,
+        "--input",
+        input,
+    ];
+    warden(ws, &args)
+}
+
+/// `http-get get` through source `api`.
+fn get(ws: &Workspace, url: &str) -> Run {
+    call(
+        ws,
+        "http-get",
+        "get",
+        &json!({"source": "api", "url": url}).to_string(),
+    )
+}
+
+/// A workspace like [`api_workspace`] whose source adds the token as `Authorization`.
+fn token_workspace(server: &TestServer) -> Workspace {
+    api_workspace(
+        server,
+        &format!(r#"headers = {{ Authorization = "env:{TOKEN_VAR}" }}"#),
+    )
+}
+
+fn audit(ws: &Workspace) -> Vec<Value> {
+    let args = [
+        "audit",
+        "tail",
+        "--config",
+        "warden.toml",
+        "--json",
+        "-n",
+        "1000",
+    ];
+    let run = warden(ws, &args);
+    run.assert_code(0);
+    run.stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("an audit record is JSON"))
+        .filter(|r| r["capability"] == "http")
+        .collect()
+}
+
+/// The outcomes of the http audit records, in order.
+fn outcomes(ws: &Workspace) -> Vec<Value> {
+    audit(ws)
+        .into_iter()
+        .map(|r| r["outcome"].clone())
+        .collect()
+}
+
+fn only_record(ws: &Workspace) -> Value {
+    let records = audit(ws);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    records.into_iter().next().unwrap()
+}
+
+/// Asserts that `url` was refused before any byte left the host: exit 3 with `needle` in the
+/// error, nothing reached `server`, and one `denied` audit record for it. Returns its detail.
+fn assert_refused(ws: &Workspace, server: &TestServer, url: &str, needle: &str) -> String {
+    get(ws, url).assert_fails_with(3, needle);
+    assert!(server.requests().is_empty(), "the request left the host");
+    let record = only_record(ws);
+    assert_eq!(record["outcome"], "denied", "{record:#?}");
+    assert_eq!(record["target"], url, "{record:#?}");
+    record["detail"].as_str().unwrap().to_string()
+}
+
+/// A server that records requests and must not get any.
+fn untouchable() -> TestServer {
+    TestServer::start(|_| Reply::Text("must not be reached"))
+}
+
+#[test]
+fn allowed_get_returns_the_body_and_is_audited() {
+    let server = TestServer::start(|_| Reply::Text("hello from the API"));
+    let ws = api_workspace(&server, "");
+    let url = server.url("/v2/tickets?page=1");
+    let run = get(&ws, &url);
+    run.assert_code(0);
+    let out = run.json();
+    assert_eq!(out["status"], 200);
+    assert_eq!(out["text"], "hello from the API");
+    assert_eq!(out["content_type"], "text/plain; charset=utf-8");
+    assert_eq!(server.requests()[0].path, "/v2/tickets?page=1");
+    let record = only_record(&ws);
+    assert_eq!(record["outcome"], "allowed");
+    assert_eq!(record["target"], url);
+    assert!(
+        record["detail"].as_str().unwrap().contains("200"),
+        "{record:#?}"
+    );
+}
+
+#[test]
+fn host_not_on_the_allowlist_is_denied() {
+    let server = untouchable();
+    let ws = api_workspace(&server, "");
+    // Same server, named differently: the allowlist names 127.0.0.1, not localhost.
+    let url = format!("http://localhost:{}/v2/tickets", server.port());
+    let detail = assert_refused(
+        &ws,
+        &server,
+        &url,
+        "\"api\" in the agent's grants and \"http:api\"",
+    );
+    let wanted = format!(
+        "\"http://localhost:{}/v2/*\" to sources.api.allow",
+        server.port()
+    );
+    assert!(detail.contains(&wanted), "{detail}");
+}
+
+#[test]
+fn path_outside_the_allowed_prefix_is_denied() {
+    let server = untouchable();
+    let ws = api_workspace(&server, "");
+    assert_refused(
+        &ws,
+        &server,
+        &server.url("/v20/tickets"),
+        "the host refused",
+    );
+}
+
+#[test]
+fn dot_segments_cannot_climb_out_of_the_prefix() {
+    let server = untouchable();
+    let ws = api_workspace(&server, "");
+    // The plugin resolves `..` itself, so this is a request for /admin; an encoded `..` is refused.
+    get(&ws, &server.url("/v2/../admin")).assert_fails_with(3, "the host refused");
+    get(&ws, &server.url("/v2/%2e%2e/admin")).assert_fails_with(3, "the host refused");
+    assert!(server.requests().is_empty(), "the request left the host");
+}
+
+#[test]
+fn redirect_within_the_allowlist_is_followed() {
+    let server = TestServer::start(|path| match path {
+        "/v2/old" => Reply::Redirect("/v2/new".into()),
+        _ => Reply::Text("moved here"),
+    });
+    let ws = api_workspace(&server, "");
+    let run = get(&ws, &server.url("/v2/old"));
+    run.assert_code(0);
+    assert_eq!(run.json()["text"], "moved here");
+    assert_eq!(run.json()["url"], server.url("/v2/new"));
+    let paths: Vec<String> = server.requests().into_iter().map(|s| s.path).collect();
+    assert_eq!(paths, ["/v2/old", "/v2/new"]);
+    assert_eq!(outcomes(&ws), ["allowed", "allowed"]);
+}
+
+#[test]
+fn redirect_to_a_host_off_the_allowlist_is_denied() {
+    let elsewhere = TestServer::start(|_| Reply::Text("internal secrets"));
+    let target = elsewhere.url("/v2/secrets");
+    let server = TestServer::start(move |_| Reply::Redirect(target.clone()));
+    let ws = api_workspace(&server, "");
+    let run = get(&ws, &server.url("/v2/start"));
+    run.assert_fails_with(3, "redirected to");
+    assert!(
+        run.error_line().contains(&elsewhere.url("/v2/secrets")),
+        "{run:#?}"
+    );
+    assert_eq!(server.requests().len(), 1);
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the redirect was followed past the allowlist"
+    );
+    assert_eq!(outcomes(&ws), ["allowed", "denied"]);
+}
+
+#[test]
+fn configured_header_reaches_the_server_but_never_the_plugin() {
+    let server = TestServer::start(|_| Reply::Text("ok"));
+    let ws = token_workspace(&server);
+    let input = json!({"scheme": "http", "authority": format!("127.0.0.1:{}", server.port()), "path": "/v2/me"}).to_string();
+    let run = call(&ws, "header-echo", "send", &input);
+    run.assert_code(0);
+    let out = run.json();
+    assert_eq!(out["status"], 200, "{out:#?}");
+    assert_eq!(server.requests()[0].header("authorization"), [TOKEN]);
+    for side in ["request_headers", "response_headers"] {
+        let names: Vec<&str> = out[side]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h[0].as_str().unwrap())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case("authorization")),
+            "{side}: {names:?}"
+        );
+    }
+    assert!(
+        !run.stdout.contains("s3cret") && !run.stderr.contains("s3cret"),
+        "{run:#?}"
+    );
+    assert!(
+        !std::fs::read(ws.path().join("state.db"))
+            .unwrap()
+            .windows(6)
+            .any(|w| w == b"s3cret")
+    );
+}
+
+#[test]
+fn a_plugin_cannot_replace_the_configured_header() {
+    let server = TestServer::start(|_| Reply::Text("ok"));
+    let ws = token_workspace(&server);
+    let input = json!({
+        "scheme": "http",
+        "authority": format!("127.0.0.1:{}", server.port()),
+        "path": "/v2/me",
+        "headers": [["Authorization", "Bearer forged-by-the-plugin"]],
+    })
+    .to_string();
+    let run = call(&ws, "header-echo", "send", &input);
+    run.assert_code(0);
+    // The plugin sees only what it set itself; the server gets only the host's value.
+    let seen_by_plugin = &run.json()["request_headers"];
+    assert_eq!(
+        seen_by_plugin,
+        &json!([["authorization", "Bearer forged-by-the-plugin"]])
+    );
+    assert_eq!(server.requests()[0].header("authorization"), [TOKEN]);
+}
+
+#[test]
+fn loopback_is_refused_unless_the_source_allows_private_addresses() {
+    let server = untouchable();
+    let allow = [format!("http://127.0.0.1:{}/v2/*", server.port())];
+    let ws = workspace(&allow, "", r#""api""#, r#""http:*""#);
+    let needle = "allow_private_addresses = true in sources.api";
+    let detail = assert_refused(&ws, &server, &server.url("/v2/tickets"), needle);
+    assert!(
+        detail.contains("`127.0.0.1` is a loopback address"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_name_that_resolves_to_loopback_is_refused() {
+    let server = untouchable();
+    let allow = [format!("http://localhost:{}/v2/*", server.port())];
+    let ws = workspace(&allow, "", r#""api""#, r#""http:*""#);
+    let url = format!("http://localhost:{}/v2/tickets", server.port());
+    let detail = assert_refused(&ws, &server, &url, "resolves to a loopback");
+    assert!(
+        detail.contains("`localhost` resolves to") && detail.contains("loopback"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn declared_response_over_max_bytes_fails_clearly() {
+    let server = TestServer::start(|_| Reply::Declared(5000));
+    let ws = api_workspace(&server, "max_bytes = 1000");
+    let run = get(&ws, &server.url("/v2/big"));
+    run.assert_fails_with(
+        4,
+        "5000 bytes, is larger than http source `api` allows (its max_bytes)",
+    );
+    let record = only_record(&ws);
+    assert_eq!(record["outcome"], "failed");
+    assert!(
+        record["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1000-byte limit"),
+        "{record:#?}"
+    );
+}
+
+#[test]
+fn streamed_response_over_max_bytes_is_cut() {
+    let server = TestServer::start(|_| Reply::Streamed(200_000));
+    let ws = api_workspace(&server, "max_bytes = 1000");
+    let run = get(&ws, &server.url("/v2/big"));
+    run.assert_fails_with(4, "max_bytes");
+    assert!(run.error_line().contains("1000"), "{run:#?}");
+    assert_eq!(outcomes(&ws), ["allowed", "failed"]);
+}
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    let server = TestServer::start(|path| match path {
+        "/v2/slow" => Reply::Silence,
+        _ => Reply::Text("still here"),
+    });
+    let ws = api_workspace(&server, "timeout_ms = 500");
+    let started = Instant::now();
+    let run = get(&ws, &server.url("/v2/slow"));
+    run.assert_fails_with(
+        4,
+        "did not answer in time (the timeout_ms of http source `api`)",
+    );
+    run.assert_no_panic();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let record = only_record(&ws);
+    assert_eq!(record["outcome"], "failed");
+    assert!(
+        record["detail"].as_str().unwrap().contains("500 ms"),
+        "{record:#?}"
+    );
+    // The next call is served as usual.
+    get(&ws, &server.url("/v2/fast")).assert_code(0);
+}
+
+#[test]
+fn a_body_that_stalls_times_out() {
+    let server = TestServer::start(|_| Reply::Stall);
+    let ws = api_workspace(&server, "timeout_ms = 500");
+    let started = Instant::now();
+    let run = get(&ws, &server.url("/v2/stalls"));
+    run.assert_fails_with(
+        4,
+        "did not finish its answer in time (the timeout_ms of http source `api`)",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(outcomes(&ws), ["allowed", "failed"]);
+}
+
+#[test]
+fn https_to_a_server_that_does_not_speak_tls_fails_clearly() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    });
+    let allow = [format!("https://127.0.0.1:{port}/v2/*")];
+    let ws = workspace(
+        &allow,
+        "allow_private_addresses = true",
+        r#""api""#,
+        r#""http:*""#,
+    );
+    let run = get(&ws, &format!("https://127.0.0.1:{port}/v2/x"));
+    run.assert_fails_with(4, "TlsProtocolError");
+    server.join().unwrap();
+    let record = only_record(&ws);
+    assert_eq!(record["outcome"], "failed");
+    assert!(
+        record["detail"]
+            .as_str()
+            .unwrap()
+            .contains("TLS with `127.0.0.1` failed"),
+        "{record:#?}"
+    );
+}
+
+#[test]
+fn a_call_granted_no_http_source_is_refused_everything() {
+    let server = untouchable();
+    let allow = [format!("http://127.0.0.1:{}/v2/*", server.port())];
+    let ws = workspace(&allow, "allow_private_addresses = true", "", r#""http:*""#);
+    let detail = assert_refused(&ws, &server, &server.url("/v2/tickets"), "the host refused");
+    assert!(
+        detail.contains("\"api\" to agents.agent.grants"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_source_outside_the_plugins_max_is_refused() {
+    let server = untouchable();
+    let allow = [format!("http://127.0.0.1:{}/v2/*", server.port())];
+    let max = r#""http:elsewhere""#;
+    let ws = workspace(&allow, "allow_private_addresses = true", r#""api""#, max);
+    let detail = assert_refused(&ws, &server, &server.url("/v2/tickets"), "the host refused");
+    assert!(
+        detail.contains("\"http:api\" to plugins.http-get.max"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn the_audit_chain_holds_the_http_records() {
+    let server = TestServer::start(|_| Reply::Text("ok"));
+    let ws = api_workspace(&server, "");
+    get(&ws, &server.url("/v2/a")).assert_code(0);
+    get(&ws, &server.url("/v3/b")).assert_code(3);
+    let records = audit(&ws);
+    let summary: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap().into(),
+                r["target"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("allowed".to_string(), server.url("/v2/a")),
+            ("denied".to_string(), server.url("/v3/b"))
+        ]
+    );
+    for record in &records {
+        assert_eq!(record["plugin"], "http-get");
+        assert_eq!(record["tool"], "get");
+        assert_eq!(record["agent"], "agent");
+    }
+    warden(&ws, &["audit", "verify", "--config", "warden.toml"]).assert_code(0);
+}
