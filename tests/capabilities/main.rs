@@ -8,6 +8,7 @@ mod common;
 
 mod audit;
 mod config;
+mod examples;
 mod files;
 mod http;
 mod sql;
