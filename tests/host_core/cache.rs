@@ -113,3 +113,16 @@ fn the_cache_folder_is_created_private_to_the_user() {
         & 0o777;
     assert_eq!(mode, 0o700, "the cache folder has mode {mode:o}");
 }
+
+#[test]
+fn an_artifact_in_a_folder_others_can_write_is_never_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("shared-cache");
+    echo_with_cache(&cache).assert_code(0);
+    assert_eq!(artifacts(&cache).len(), 1);
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
+    let run = echo_with_cache(&cache);
+    run.assert_code(0);
+    assert!(run.stderr.contains("writable by other users"), "{run:#?}");
+}

@@ -58,7 +58,14 @@ impl CompileCache {
         on_compile: impl FnOnce(),
     ) -> Result<Component, CallError> {
         let path = self.artifact_path(sha256);
-        if path.exists() {
+        if path.exists()
+            && let Err(why) = writable_by_others(&self.dir).and_then(|()| writable_by_others(&path))
+        {
+            tracing::warn!(
+                "not loading {} from the compile cache: {why}",
+                path.display()
+            );
+        } else if path.exists() {
             // SAFETY: the artifact was written by `precompile_component` of an engine with the
             // same compatibility hash, into a folder only this user can write.
             match unsafe { Component::deserialize_file(engine, &path) } {
@@ -95,6 +102,27 @@ impl CompileCache {
         tmp.1.sync_all()?;
         fs::rename(&tmp.0, path)
     }
+}
+
+/// Loading an artifact runs its machine code, so one that another user could have written is
+/// never loaded: the folder and the file must not be writable by group or others.
+fn writable_by_others(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            return Err(format!(
+                "{} is writable by other users (mode {:o}); make it private with `chmod go-w`",
+                path.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
