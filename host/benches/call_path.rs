@@ -73,22 +73,19 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Calls per second of the full path on `threads` threads, each with its own runtime.
-fn throughput(plugin: &Plugin, threads: usize, run_for: Duration) -> f64 {
+/// Calls per second on `threads` threads; `make_call` gives each thread its own call loop body.
+fn throughput<F>(threads: usize, run_for: Duration, make_call: impl Fn() -> F) -> f64
+where
+    F: FnMut() + Send + 'static,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..threads)
         .map(|_| {
-            let (plugin, stop, calls) = (plugin.clone(), stop.clone(), calls.clone());
+            let (stop, calls, mut call) = (stop.clone(), calls.clone(), make_call());
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                let (identity, limits) = (CallIdentity::default(), CallLimits::default());
                 while !stop.load(Ordering::Relaxed) {
-                    rt.block_on(plugin.call("echo", INPUT, &identity, &limits))
-                        .expect("echo");
+                    call();
                     calls.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -100,6 +97,49 @@ fn throughput(plugin: &Plugin, threads: usize, run_for: Duration) -> f64 {
         h.join().unwrap();
     }
     calls.load(Ordering::Relaxed) as f64 / run_for.as_secs_f64()
+}
+
+/// One full-path call per invocation, on a runtime of the calling thread's own.
+fn full_path_loop(plugin: &Plugin) -> impl FnMut() + Send + 'static {
+    let plugin = plugin.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (identity, limits) = (CallIdentity::default(), CallLimits::default());
+    move || {
+        rt.block_on(plugin.call("echo", INPUT, &identity, &limits))
+            .expect("echo");
+    }
+}
+
+/// One bare-wasmtime call per invocation.
+fn floor_loop(
+    engine: &wasmtime::Engine,
+    pre: &ToolPluginPre<FloorState>,
+) -> impl FnMut() + Send + 'static {
+    let (engine, pre) = (engine.clone(), pre.clone());
+    let ctx = CallContext {
+        tenant: "t".into(),
+        agent: "a".into(),
+        session: "s".into(),
+        call_id: "c".into(),
+    };
+    let (tool, input) = ("echo".to_string(), INPUT.to_string());
+    move || {
+        let state = FloorState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        };
+        let mut store = Store::new(&engine, state);
+        store.set_epoch_deadline(1_000_000);
+        let instance = pre.instantiate(&mut store).unwrap();
+        let out = instance
+            .warden_plugin_tool()
+            .call_call(&mut store, &ctx, &tool, &input)
+            .unwrap();
+        assert!(out.is_ok());
+    }
 }
 
 fn main() {
@@ -125,37 +165,8 @@ fn main() {
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
     linker.define_unknown_imports_as_traps(&component).unwrap();
     let pre = ToolPluginPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
-    let ctx = CallContext {
-        tenant: "t".into(),
-        agent: "a".into(),
-        session: "s".into(),
-        call_id: "c".into(),
-    };
-    let (tool, input) = ("echo".to_string(), INPUT.to_string());
-    let floor_call = || {
-        let mut store = Store::new(
-            engine.engine(),
-            FloorState {
-                wasi: WasiCtx::builder().build(),
-                table: ResourceTable::new(),
-            },
-        );
-        store.set_epoch_deadline(1_000_000);
-        let instance = pre.instantiate(&mut store).unwrap();
-        let out = instance
-            .warden_plugin_tool()
-            .call_call(&mut store, &ctx, &tool, &input)
-            .unwrap();
-        assert!(out.is_ok());
-    };
-
-    let (identity, limits) = (CallIdentity::default(), CallLimits::default());
-    let full_call = || {
-        let out = rt
-            .block_on(plugin.call("echo", INPUT, &identity, &limits))
-            .expect("echo");
-        assert_eq!(out.len(), INPUT.len());
-    };
+    let floor_call = floor_loop(engine.engine(), &pre);
+    let full_call = full_path_loop(&plugin);
 
     println!(
         "call_path: text-tools/echo, {} bytes of component",
@@ -165,12 +176,20 @@ fn main() {
     let floor = measure("bare wasmtime floor", iterations, floor_call);
     let full = measure("warden full call path", iterations, full_call);
 
+    // The floor's own scaling, in the same run, shows what this machine and wasmtime allow.
     let run_for = Duration::from_secs(3);
-    let one = throughput(&plugin, 1, run_for);
-    let two = throughput(&plugin, 2, run_for);
-    println!("throughput 1 thread   {one:>10.0} calls/s");
+    let floor_one = throughput(1, run_for, || floor_loop(engine.engine(), &pre));
+    let floor_two = throughput(2, run_for, || floor_loop(engine.engine(), &pre));
+    let one = throughput(1, run_for, || full_path_loop(&plugin));
+    let two = throughput(2, run_for, || full_path_loop(&plugin));
+    println!("floor throughput 1 thread   {floor_one:>10.0} calls/s");
     println!(
-        "throughput 2 threads  {two:>10.0} calls/s  (scaling {:.2}x)",
+        "floor throughput 2 threads  {floor_two:>10.0} calls/s  (scaling {:.2}x)",
+        floor_two / floor_one
+    );
+    println!("throughput 1 thread         {one:>10.0} calls/s");
+    println!(
+        "throughput 2 threads        {two:>10.0} calls/s  (scaling {:.2}x)",
         two / one
     );
     let _ = std::fs::remove_dir_all(&cache);
