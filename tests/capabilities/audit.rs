@@ -1,6 +1,6 @@
 //! The audit log: `warden audit verify` checks the hash chain and names the first bad record.
 
-use crate::workspace::Workspace;
+use crate::workspace::{Workspace, audit_records};
 
 fn workspace_with_records() -> Workspace {
     let ws = Workspace::new();
@@ -81,12 +81,7 @@ fn tail_shows_the_last_records_as_json() {
         "-n",
         "2",
     ]);
-    run.assert_code(0);
-    let lines: Vec<serde_json::Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = audit_records(&run);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["seq"], 3);
     for key in [

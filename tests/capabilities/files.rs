@@ -1,7 +1,7 @@
 //! Directory sources: a granted source is a preopen, and the sandbox refuses everything else.
 //! Each test names one enforcement point and would fail if that check were removed.
 
-use crate::workspace::Workspace;
+use crate::workspace::{AUDIT_TAIL_JSON, Workspace, audit_records};
 
 const SECRET: &str = "the-secret-outside-the-handbook";
 
@@ -181,13 +181,7 @@ fn audits_the_preopen_the_call_and_the_denial() {
     let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
     read(&ws, "handbook", "refunds.md").assert_code(0);
     read(&ws, "other", "secret.txt").assert_code(3);
-    let run = ws.warden(&["audit", "tail", "--config", "warden.toml", "--json"]);
-    run.assert_code(0);
-    let records: Vec<serde_json::Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = audit_records(&ws.warden(&AUDIT_TAIL_JSON));
     let has = |capability: &str, target: &str, outcome: &str| {
         records.iter().any(|r| {
             r["capability"] == capability && r["target"] == target && r["outcome"] == outcome

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Run, run_command, warden_command};
-use crate::workspace::Workspace;
+use crate::common::Run;
+use crate::workspace::{AUDIT_TAIL_JSON, Workspace, audit_records};
 
 /// The credential a source adds; it must reach the server and never the plugin.
 const TOKEN: &str = "Bearer s3cret-from-the-host-env";
@@ -231,11 +231,7 @@ fn api_workspace(server: &TestServer, source_extra: &str) -> Workspace {
 
 /// Runs `warden ARGS` in the workspace with the source's token in the environment.
 fn warden(ws: &Workspace, args: &[&str]) -> Run {
-    let mut cmd = warden_command(args);
-    cmd.current_dir(ws.path())
-        .env_remove("WARDEN_CONFIG")
-        .env(TOKEN_VAR, TOKEN);
-    run_command(cmd, None)
+    ws.warden_with_env(args, &[(TOKEN_VAR, TOKEN)])
 }
 
 /// `warden call` of `PLUGIN TOOL` for the agent.
@@ -273,20 +269,8 @@ fn token_workspace(server: &TestServer) -> Workspace {
 }
 
 fn audit(ws: &Workspace) -> Vec<Value> {
-    let args = [
-        "audit",
-        "tail",
-        "--config",
-        "warden.toml",
-        "--json",
-        "-n",
-        "1000",
-    ];
-    let run = warden(ws, &args);
-    run.assert_code(0);
-    run.stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("an audit record is JSON"))
+    audit_records(&warden(ws, &AUDIT_TAIL_JSON))
+        .into_iter()
         .filter(|r| r["capability"] == "http")
         .collect()
 }

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
-use crate::common::{Run, run_command, warden_command};
-use crate::workspace::Workspace;
+use crate::common::Run;
+use crate::workspace::{AUDIT_TAIL_JSON, Workspace, audit_records};
 
 /// The variable a test config names as a postgres source's `url_env`.
 const CRM_URL_ENV: &str = "WARDEN_TEST_CRM_URL";
@@ -75,12 +75,10 @@ fn count(db: &PathBuf, sql: &str) -> i64 {
 /// `warden ARGS` in the workspace; with `url`, that URL is in the environment variable the
 /// config's postgres source names, as an operator would run it.
 fn warden_with_url(ws: &Workspace, url: Option<&str>, args: &[&str]) -> Run {
-    let mut cmd = warden_command(args);
-    cmd.current_dir(ws.path()).env_remove("WARDEN_CONFIG");
-    if let Some(url) = url {
-        cmd.env(CRM_URL_ENV, url);
+    match url {
+        Some(url) => ws.warden_with_env(args, &[(CRM_URL_ENV, url)]),
+        None => ws.warden(args),
     }
-    run_command(cmd, None)
 }
 
 /// `warden call` of the `sql` plugin's `tool`, as agent `support`.
@@ -121,21 +119,9 @@ fn on_crm_with(ws: &Workspace, tool: &str, statement: &str, params: Value) -> Ru
 
 /// The audit log's `sql` records, oldest first.
 fn sql_audit(ws: &Workspace, url: Option<&str>) -> Vec<Value> {
-    let args = [
-        "audit",
-        "tail",
-        "--config",
-        "warden.toml",
-        "--json",
-        "-n",
-        "100",
-    ];
-    let run = warden_with_url(ws, url, &args);
-    run.assert_code(0);
-    run.stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON record"))
-        .filter(|r: &Value| r["capability"] == "sql")
+    audit_records(&warden_with_url(ws, url, &AUDIT_TAIL_JSON))
+        .into_iter()
+        .filter(|r| r["capability"] == "sql")
         .collect()
 }
 

@@ -40,8 +40,15 @@ impl Workspace {
 
     /// Runs `warden ARGS` in the workspace, with the shared compile cache.
     pub fn warden(&self, args: &[&str]) -> Run {
+        self.warden_with_env(args, &[])
+    }
+
+    /// Runs `warden ARGS` in the workspace with `env` set, as an operator's secrets would be.
+    pub fn warden_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = warden_command(args);
-        cmd.current_dir(self.dir.path()).env_remove("WARDEN_CONFIG");
+        cmd.current_dir(self.dir.path())
+            .env_remove("WARDEN_CONFIG")
+            .envs(env.iter().copied());
         run_command(cmd, None)
     }
 
@@ -59,6 +66,26 @@ impl Workspace {
             input,
         ])
     }
+}
+
+/// The arguments of `warden audit tail` that print the last 1000 records, one JSON object a line.
+pub const AUDIT_TAIL_JSON: [&str; 7] = [
+    "audit",
+    "tail",
+    "--config",
+    "warden.toml",
+    "--json",
+    "-n",
+    "1000",
+];
+
+/// The records printed by a successful `warden audit tail --json`, oldest first.
+pub fn audit_records(run: &Run) -> Vec<serde_json::Value> {
+    run.assert_code(0);
+    run.stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("an audit record is JSON"))
+        .collect()
 }
 
 /// Makes sure a plugin was built, and returns its path.
