@@ -11,7 +11,7 @@ use super::{EngineArgs, LimitArgs, compile_progress, config, print_stdout};
 use crate::capabilities::{CallGrants, CallSite};
 use crate::config::AgentLimits;
 use crate::error::{CallError, ErrorKind};
-use crate::plugins::{Plugin, plugin_name, sha256_hex};
+use crate::plugins::{Plugin, plugin_name};
 use crate::policy::check_tool;
 use crate::sandbox::{CallIdentity, new_call_id};
 
@@ -109,22 +109,15 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
     }
     let path = cfg.resolve(&plugin_config.path);
     let bytes = read_plugin(&path)?;
-    if let Some(pin) = &plugin_config.sha256 {
-        let actual = sha256_hex(&bytes);
-        if !pin.eq_ignore_ascii_case(&actual) {
-            return Err(CallError::unusable(format!(
-                "plugin `{}` is refused: `{}` has sha256 {actual}, but plugins.{}.sha256 pins {pin}; if the new \
-                 file is trusted, update the pin",
-                args.plugin,
-                path.display(),
-                args.plugin
-            )));
-        }
-    }
-    let plugin = Plugin::from_bytes(
+    let pin = plugin_config
+        .sha256
+        .as_deref()
+        .map(|pin| (path.as_path(), pin));
+    let plugin = Plugin::from_pinned_bytes(
         &engine,
         &args.plugin,
         &bytes,
+        pin,
         compile_progress(&args.plugin),
     )
     .await?;

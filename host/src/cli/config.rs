@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::print_stdout;
 use crate::capabilities::Capabilities;
-use crate::config::WardenConfig;
+use crate::config::{ConfigProblems, WardenConfig};
 use crate::error::{CallError, ErrorKind};
 
 /// `--config`, for the commands that need one.
@@ -28,7 +28,8 @@ pub(super) enum ConfigCommand {
 pub(super) fn run(command: ConfigCommand) -> Result<(), CallError> {
     match command {
         ConfigCommand::Check(arg) => {
-            let config = load(&arg.config)?;
+            let config = WardenConfig::load_verifying_pins(&arg.config)
+                .map_err(|problems| config_error(&arg.config, &problems))?;
             print_stdout(&format!(
                 "{}: ok ({} plugins, {} sources, {} models, {} agents, {} tenants)",
                 arg.config.display(),
@@ -44,12 +45,14 @@ pub(super) fn run(command: ConfigCommand) -> Result<(), CallError> {
 
 /// Loads and checks a config; its problems become one error listing them all.
 pub(super) fn load(path: &Path) -> Result<WardenConfig, CallError> {
-    WardenConfig::load(path).map_err(|problems| {
-        CallError::new(
-            ErrorKind::Config,
-            format!("{}: {}", path.display(), problems.to_string().trim_end()),
-        )
-    })
+    WardenConfig::load(path).map_err(|problems| config_error(path, &problems))
+}
+
+fn config_error(path: &Path, problems: &ConfigProblems) -> CallError {
+    CallError::new(
+        ErrorKind::Config,
+        format!("{}: {}", path.display(), problems.to_string().trim_end()),
+    )
 }
 
 /// Loads a config and configures every capability from it.

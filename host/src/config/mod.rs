@@ -74,8 +74,19 @@ pub struct WardenConfig {
 const SECTIONS: &[&str] = &["state", "plugins", "sources", "models", "agents", "tenants"];
 
 impl WardenConfig {
-    /// Reads, parses and checks the config at `path`; every problem is reported at once.
+    /// Reads, parses and checks the config at `path`; every problem is reported at once. Pins
+    /// are not verified here: a plugin's pin is checked where it is loaded.
     pub fn load(path: &Path) -> Result<WardenConfig, ConfigProblems> {
+        Self::load_with(path, false)
+    }
+
+    /// As [`WardenConfig::load`], and also hashes every pinned plugin file and reports each one
+    /// that no longer matches its pin, as `warden config check` does.
+    pub fn load_verifying_pins(path: &Path) -> Result<WardenConfig, ConfigProblems> {
+        Self::load_with(path, true)
+    }
+
+    fn load_with(path: &Path, verify_pins: bool) -> Result<WardenConfig, ConfigProblems> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigProblems(vec![ConfigProblem {
                 key: path.display().to_string(),
@@ -88,11 +99,19 @@ impl WardenConfig {
         } else {
             base_dir
         };
-        Self::parse(&text, &base_dir)
+        Self::parse_with(&text, &base_dir, verify_pins)
     }
 
     /// Parses and checks config text; relative paths resolve against `base_dir`.
     pub fn parse(text: &str, base_dir: &Path) -> Result<WardenConfig, ConfigProblems> {
+        Self::parse_with(text, base_dir, false)
+    }
+
+    fn parse_with(
+        text: &str,
+        base_dir: &Path,
+        verify_pins: bool,
+    ) -> Result<WardenConfig, ConfigProblems> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             ConfigProblems(vec![ConfigProblem {
                 key: "warden.toml".into(),
@@ -124,11 +143,35 @@ impl WardenConfig {
             }
         }
         check::check(&config, &mut problems);
+        if verify_pins {
+            problems.extend(config.pin_problems());
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
             Err(ConfigProblems(problems))
         }
+    }
+
+    /// Pinned plugins whose file no longer has the pinned sha256. This reads and hashes every
+    /// pinned file, so it belongs to `warden config check`, not to every start.
+    fn pin_problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        for (name, plugin) in &self.plugins {
+            let Some(pin) = &plugin.sha256 else { continue };
+            let path = self.resolve(&plugin.path);
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let actual = crate::plugins::sha256_hex(&bytes);
+            if let Err(e) = crate::plugins::check_pin(name, &path, &actual, pin) {
+                problems.push(ConfigProblem {
+                    key: format!("plugins.{name}.sha256"),
+                    message: e.message().to_string(),
+                });
+            }
+        }
+        problems
     }
 
     /// A path from the config, resolved against the config's folder.

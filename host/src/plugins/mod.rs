@@ -69,7 +69,22 @@ impl Plugin {
         bytes: &[u8],
         on_compile: impl FnOnce(usize),
     ) -> Result<Plugin, CallError> {
+        Self::from_pinned_bytes(engine, name, bytes, None, on_compile).await
+    }
+
+    /// As [`Plugin::from_bytes`], but with `pin` (the file's path and its pinned sha256) the
+    /// bytes are refused before anything is compiled or run unless their sha256 matches.
+    pub async fn from_pinned_bytes(
+        engine: &WardenEngine,
+        name: &str,
+        bytes: &[u8],
+        pin: Option<(&Path, &str)>,
+        on_compile: impl FnOnce(usize),
+    ) -> Result<Plugin, CallError> {
         let sha256 = sha256_hex(bytes);
+        if let Some((path, pin)) = pin {
+            check_pin(name, path, &sha256, pin)?;
+        }
         let component = compile(engine, name, bytes, &sha256, on_compile)?;
         Self::from_component(engine, name, sha256, &component).await
     }
@@ -220,6 +235,18 @@ impl Plugin {
             ))
         })
     }
+}
+
+/// Refuses plugin `name`, read from `path` with sha256 `actual`, unless that is its `pin`.
+pub fn check_pin(name: &str, path: &Path, actual: &str, pin: &str) -> Result<(), CallError> {
+    if pin.eq_ignore_ascii_case(actual) {
+        return Ok(());
+    }
+    Err(CallError::unusable(format!(
+        "plugin `{name}` is refused: `{}` has sha256 {actual}, but plugins.{name}.sha256 pins {pin}; \
+         if the new file is trusted, update the pin (`warden plugin inspect` prints it)",
+        path.display()
+    )))
 }
 
 /// The plugin name for a file: its stem, with `_` written as `-`.
