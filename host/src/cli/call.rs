@@ -11,7 +11,7 @@ use super::{EngineArgs, LimitArgs, compile_progress, config, print_stdout};
 use crate::capabilities::{CallGrants, CallSite};
 use crate::config::AgentLimits;
 use crate::error::{CallError, ErrorKind};
-use crate::plugins::{Plugin, plugin_name};
+use crate::plugins::{Plugin, plugin_name, read_plugin_file};
 use crate::policy::check_tool;
 use crate::sandbox::{CallIdentity, new_call_id};
 
@@ -48,7 +48,7 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
         }
         let path = PathBuf::from(&args.plugin);
         let name = plugin_name(&path);
-        let bytes = read_plugin(&path)?;
+        let bytes = read_plugin_file(&path)?;
         let plugin = Plugin::from_bytes(&engine, &name, &bytes, compile_progress(&name)).await?;
         let limits = args.limits.resolve(&AgentLimits::default());
         let output = plugin
@@ -108,7 +108,7 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
         return Err(CallError::new(ErrorKind::Denied, denial));
     }
     let path = cfg.resolve(&plugin_config.path);
-    let bytes = read_plugin(&path)?;
+    let bytes = read_plugin_file(&path)?;
     let pin = plugin_config
         .sha256
         .as_deref()
@@ -137,12 +137,6 @@ fn read_input(arg: &str) -> Result<String, CallError> {
         .read_to_string(&mut text)
         .map_err(|e| CallError::invalid_input(format!("cannot read the input from stdin: {e}")))?;
     Ok(text)
-}
-
-fn read_plugin(path: &std::path::Path) -> Result<Vec<u8>, CallError> {
-    std::fs::read(path).map_err(|e| {
-        CallError::unusable(format!("cannot read plugin file `{}`: {e}", path.display()))
-    })
 }
 
 fn print_output(output: String) -> Result<(), CallError> {

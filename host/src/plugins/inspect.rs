@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Plugin, Tool, compile, plugin_name, sha256_hex, shape};
+use super::{Plugin, Tool, compile, plugin_name, read_plugin_file, sha256_hex, shape};
 use crate::capabilities;
 use crate::engine::WardenEngine;
 use crate::error::CallError;
@@ -48,9 +48,7 @@ pub async fn inspect(
     path: &Path,
     on_compile: impl FnOnce(usize),
 ) -> Result<Inspection, CallError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        CallError::unusable(format!("cannot read plugin file `{}`: {e}", path.display()))
-    })?;
+    let bytes = read_plugin_file(path)?;
     let name = plugin_name(path);
     let sha256 = sha256_hex(&bytes);
     let component = compile(engine, &name, &bytes, &sha256, on_compile)?;

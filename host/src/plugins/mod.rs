@@ -55,9 +55,7 @@ pub struct ComponentShape {
 impl Plugin {
     /// Loads the component at `path`, named after the file.
     pub async fn load(engine: &WardenEngine, path: &Path) -> Result<Plugin, CallError> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            CallError::unusable(format!("cannot read plugin file `{}`: {e}", path.display()))
-        })?;
+        let bytes = read_plugin_file(path)?;
         Self::from_bytes(engine, &plugin_name(path), &bytes, |_| {}).await
     }
 
@@ -247,6 +245,13 @@ pub fn check_pin(name: &str, path: &Path, actual: &str, pin: &str) -> Result<(),
          if the new file is trusted, update the pin (`warden plugin inspect` prints it)",
         path.display()
     )))
+}
+
+/// Reads a component file; a file that cannot be read makes the plugin unusable.
+pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>, CallError> {
+    std::fs::read(path).map_err(|e| {
+        CallError::unusable(format!("cannot read plugin file `{}`: {e}", path.display()))
+    })
 }
 
 /// The plugin name for a file: its stem, with `_` written as `-`.
