@@ -117,13 +117,62 @@ pub fn warden_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     cmd
 }
 
-/// Runs `cmd` to completion, writing `stdin` to it if given.
-pub fn run_command(mut cmd: Command, stdin: Option<&[u8]>) -> Run {
+/// How long one `warden` run may take before the test fails. Every limit under test is far
+/// shorter (a slow compile on a busy machine is the longest wait), so a run past this one is a
+/// regression in a time limit: it fails the test instead of hanging the suite.
+pub const RUN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Kills `pid` if it is still running at `deadline`; dropping the guard calls that off.
+struct Watchdog {
+    done: std::sync::mpsc::Sender<()>,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(pid: u32, deadline: std::time::Duration) -> Watchdog {
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = fired.clone();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(deadline)
+            {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                // SIGKILL by pid: the child is still ours and not yet reaped, so the pid is its.
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        });
+        Watchdog { done, fired }
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.done.send(());
+    }
+}
+
+/// Runs `cmd` to completion, writing `stdin` to it if given. A run that outlasts
+/// [`RUN_DEADLINE`] is killed and fails the test.
+pub fn run_command(cmd: Command, stdin: Option<&[u8]>) -> Run {
+    run_command_within(cmd, stdin, RUN_DEADLINE)
+}
+
+/// [`run_command`] with another deadline.
+pub fn run_command_within(
+    mut cmd: Command,
+    stdin: Option<&[u8]>,
+    deadline: std::time::Duration,
+) -> Run {
     let args: Vec<OsString> = cmd.get_args().map(OsStr::to_os_string).collect();
     if stdin.is_some() {
         cmd.stdin(Stdio::piped());
     }
     let mut child = cmd.spawn().expect("spawn the warden binary");
+    let watchdog = Watchdog::start(child.id(), deadline);
     // Written from another thread while this one drains stdout and stderr, so that neither side
     // can block the other on a full pipe.
     let writer = stdin.map(|bytes| {
@@ -135,6 +184,13 @@ pub fn run_command(mut cmd: Command, stdin: Option<&[u8]>) -> Run {
         })
     });
     let output = child.wait_with_output().expect("wait for warden");
+    assert!(
+        !watchdog.fired(),
+        "warden {args:?} ran past {} ms and was killed: a time limit no longer holds\nstderr:\n{}",
+        deadline.as_millis(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    drop(watchdog);
     if let Some(writer) = writer {
         writer.join().expect("the stdin writer did not panic");
     }
@@ -174,4 +230,12 @@ pub async fn load(engine: &WardenEngine, name: &str) -> Plugin {
     Plugin::load(engine, &plugin_path(name))
         .await
         .unwrap_or_else(|e| panic!("load {name}: {e}"))
+}
+
+#[test]
+#[should_panic(expected = "was killed")]
+fn a_run_that_hangs_fails_instead_of_hanging_the_suite() {
+    let mut sleeper = Command::new("sleep");
+    sleeper.arg("30");
+    run_command_within(sleeper, None, std::time::Duration::from_millis(200));
 }

@@ -116,3 +116,64 @@ async fn the_log_names_the_backend_that_served_every_call_of_an_agent() {
     site.warden(&["audit", "verify", "--config", "warden.toml"])
         .assert_code(0);
 }
+
+/// Fail closed: when the audit store refuses the model's records (here a trigger stands for a
+/// full disk), no request goes out to the backend, and the call fails naming the audit store
+/// instead of returning an unaudited answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_model_request_goes_out_when_its_audit_record_cannot_be_committed() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v1/chat/completions"))
+        .respond_with(mock::openai_text("answer", 5, 2))
+        .mount(&server)
+        .await;
+    let site = Site::new(&format!(
+        r#"
+        [plugins.model-probe]
+        path = "{{plugins}}/model-probe.wasm"
+        max = ["model:*"]
+        [models.local]
+        backend = "openai"
+        base_url = "{}/v1"
+        model = "llama-local"
+        [agents.support]
+        tools = ["model-probe/*"]
+        grants = ["model:local"]
+        "#,
+        server.uri()
+    ));
+    site.probe("support", json!({"model": "local"}));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    // Each request that went out was recorded before it did, and its outcome after.
+    let requests = site.model_requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    assert_eq!(requests[0]["record"]["outcome"], "allowed");
+    assert_eq!(site.model_calls().len(), 1);
+
+    let store = rusqlite::Connection::open(site.path().join(".warden/state.db")).unwrap();
+    store
+        .execute_batch(
+            "CREATE TRIGGER refuse_model_records BEFORE INSERT ON audit_log \
+             WHEN NEW.capability = 'model' BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    let run = site.call(
+        "support",
+        "model-probe",
+        "probe",
+        &json!({"model": "local"}).to_string(),
+    );
+
+    run.assert_code(1);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        run.error_line().contains("audit store") && said.contains("disk is full"),
+        "{said}"
+    );
+    assert!(!said.contains("answer"), "the answer is withheld: {said}");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "no request went out while the audit store refused its records"
+    );
+}

@@ -290,3 +290,38 @@ fn setting_tokens_per_day_twice_is_a_config_problem() {
         "{run:#?}"
     );
 }
+
+/// The attack of the security review: with one call a minute and a backend slower than the
+/// plugin's time limit, each timed-out call used to hand its reservation back, so every call
+/// reached the backend and the ledger showed none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_times_out_after_its_request_went_out_still_counts() {
+    let server = backend(Duration::from_secs(3)).await;
+    let site = Site::new(&config(
+        &format!("{}/v1", server.uri()),
+        "quota = { calls_per_minute = 1 }",
+        "",
+    ));
+    let input = json!({"model": "local"}).to_string();
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let run = site.call_within("support", ("model-probe", "probe"), &input, 1000);
+        outcomes.push((run.code, run.stdout.clone(), run.stderr.clone()));
+    }
+    // The first call timed out waiting on the backend; the next two were refused by the quota
+    // before anything was sent.
+    assert_eq!(outcomes[0].0, 5, "{outcomes:#?}");
+    for (code, stdout, _) in &outcomes[1..] {
+        assert_eq!(*code, 0, "{outcomes:#?}");
+        assert!(stdout.contains("quota-exceeded"), "{outcomes:#?}");
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    let usage = site
+        .capabilities()
+        .models
+        .ledger()
+        .usage("agent:support", Window::Minute, now_ms())
+        .unwrap();
+    assert_eq!(usage.calls, 1, "the timed-out call is counted");
+    assert!(usage.tokens >= 100, "counted at its reservation: {usage:?}");
+}

@@ -77,6 +77,32 @@ impl Site {
 
     /// The command of [`Site::call`], to spawn several at once.
     pub fn call_command(&self, agent: &str, plugin: &str, tool: &str, input: &str) -> Command {
+        self.call_command_within(agent, plugin, tool, input, 30_000)
+    }
+
+    /// [`Site::call`] with the call's time limit set to `timeout_ms`.
+    pub fn call_within(
+        &self,
+        agent: &str,
+        (plugin, tool): (&str, &str),
+        input: &str,
+        timeout_ms: u64,
+    ) -> Run {
+        run_command(
+            self.call_command_within(agent, plugin, tool, input, timeout_ms),
+            None,
+        )
+    }
+
+    fn call_command_within(
+        &self,
+        agent: &str,
+        plugin: &str,
+        tool: &str,
+        input: &str,
+        timeout_ms: u64,
+    ) -> Command {
+        let timeout = timeout_ms.to_string();
         self.command(&[
             "call",
             "--config",
@@ -88,7 +114,7 @@ impl Site {
             "--input",
             input,
             "--timeout-ms",
-            "30000",
+            &timeout,
         ])
     }
 
@@ -124,8 +150,24 @@ impl Site {
             .collect()
     }
 
-    /// The `model` records' details, oldest first.
+    /// The `model` records' details, oldest first: each call's outcome record, without the
+    /// record written before its request went out (see [`Site::model_requests`]).
     pub fn model_calls(&self) -> Vec<serde_json::Value> {
+        self.model_records()
+            .into_iter()
+            .filter(|d| d["phase"] != "request")
+            .collect()
+    }
+
+    /// The records written before a model request went out, oldest first.
+    pub fn model_requests(&self) -> Vec<serde_json::Value> {
+        self.model_records()
+            .into_iter()
+            .filter(|d| d["phase"] == "request")
+            .collect()
+    }
+
+    fn model_records(&self) -> Vec<serde_json::Value> {
         self.audit()
             .into_iter()
             .filter(|r| r["capability"] == "model")

@@ -4,7 +4,7 @@
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use super::{CallGrants, CallSite};
+use super::{AuditFailure, CallGrants, CallSite};
 use crate::policy::{Access, Outcome};
 
 /// The path a plugin opens a directory source at.
@@ -12,11 +12,18 @@ pub fn guest_path(source: &str) -> String {
     format!("/{source}")
 }
 
-/// Adds a preopen for every directory source the call was granted, and audits each one.
-pub(crate) fn preopen(builder: &mut WasiCtxBuilder, grants: &CallGrants, site: &CallSite<'_>) {
+/// Adds a preopen for every directory source the call was granted, and audits each one. A
+/// directory whose audit record cannot be committed is not opened (fail closed), and the first
+/// such failure is returned.
+pub(crate) fn preopen(
+    builder: &mut WasiCtxBuilder,
+    grants: &CallGrants,
+    site: &CallSite<'_>,
+) -> Result<(), AuditFailure> {
     let Some(caps) = &grants.capabilities else {
-        return;
+        return Ok(());
     };
+    let mut first_failure = None;
     for (name, access) in grants.rights.dirs() {
         let Some(path) = caps.config.sources.get(name).and_then(|s| s.path.as_ref()) else {
             continue;
@@ -27,21 +34,27 @@ pub(crate) fn preopen(builder: &mut WasiCtxBuilder, grants: &CallGrants, site: &
             Access::ReadWrite => FsPerms::ReadWrite,
         };
         let guest = guest_path(name);
-        match builder.preopened_dir(&host_path, &guest, perms) {
-            Ok(_) => grants.audit(
-                site,
-                "dir",
-                name,
-                Outcome::Allowed,
-                &format!("preopened {} at {guest}", access.suffix()),
-            ),
-            Err(e) => {
-                tracing::error!(
-                    "cannot open directory source `{name}` at {}: {e}",
-                    host_path.display()
-                );
-                grants.audit(site, "dir", name, Outcome::Failed, &e.to_string());
+        // The record goes first: a directory the log cannot show was opened is not opened.
+        let recorded = grants.audit(
+            site,
+            "dir",
+            name,
+            Outcome::Allowed,
+            &format!("preopened {} at {guest}", access.suffix()),
+        );
+        if let Err(failure) = recorded {
+            first_failure.get_or_insert(failure);
+            continue;
+        }
+        if let Err(e) = builder.preopened_dir(&host_path, &guest, perms) {
+            tracing::error!(
+                "cannot open directory source `{name}` at {}: {e}",
+                host_path.display()
+            );
+            if let Err(failure) = grants.audit(site, "dir", name, Outcome::Failed, &e.to_string()) {
+                first_failure.get_or_insert(failure);
             }
         }
     }
+    first_failure.map_or(Ok(()), Err)
 }

@@ -22,11 +22,14 @@ impl HostNamespace for CallState {
         name: String,
     ) -> wasmtime::Result<Result<Resource<Namespace>, MemoryError>> {
         if let Err(denial) = self.grants.rights.check_memory(&name, false) {
-            self.audit("memory", &name, Outcome::Denied, &denial);
+            // Denied either way; a failed record is kept on the call, which is then refused.
+            let _ = self.audit("memory", &name, Outcome::Denied, &denial);
             return Ok(Err(MemoryError::Denied(denial)));
         }
         let reason = "this host does not serve memory yet";
-        self.audit("memory", &name, Outcome::Failed, reason);
+        if let Err(failure) = self.audit("memory", &name, Outcome::Failed, reason) {
+            return Ok(Err(MemoryError::Failed(failure.to_string())));
+        }
         Ok(Err(MemoryError::Failed(format!(
             "memory namespace `{name}`: {reason}"
         ))))

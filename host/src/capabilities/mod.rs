@@ -105,8 +105,11 @@ impl CallGrants {
         }
     }
 
-    /// Records one capability use or denial by `site` in the audit log, if the call has one. A
-    /// failure to write is logged as an error; it never reaches the plugin.
+    /// Records one capability use or denial by `site` in the audit log, if the call has one.
+    ///
+    /// Warden fails closed: a caller that gets an [`AuditFailure`] back must not go on with the
+    /// use it was recording (or, once done, must not hand its result to the plugin).
+    #[must_use = "a capability use whose audit record was not committed must be refused"]
     pub fn audit(
         &self,
         site: &CallSite<'_>,
@@ -114,9 +117,9 @@ impl CallGrants {
         target: &str,
         outcome: Outcome,
         detail: &str,
-    ) {
+    ) -> Result<(), AuditFailure> {
         let Some(caps) = &self.capabilities else {
-            return;
+            return Ok(());
         };
         let record = NewRecord {
             tenant: &site.identity.tenant,
@@ -129,11 +132,57 @@ impl CallGrants {
             target,
             detail,
         };
-        if let Err(e) = caps.audit.append(&record, outcome) {
-            tracing::error!("{e}");
-        }
+        caps.audit
+            .append(&record, outcome)
+            .map(|_| ())
+            .map_err(|e| {
+                let failure = AuditFailure::new(caps.audit.store_path(), &e);
+                tracing::error!("{failure}");
+                failure
+            })
     }
 }
+
+/// An audit record that could not be committed. Every use it was meant to record is refused,
+/// and the message names the audit store so an operator can see what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditFailure {
+    message: String,
+}
+
+impl AuditFailure {
+    /// A failure to write to the audit store at `store`, for `cause`.
+    pub fn new(store: &std::path::Path, cause: &str) -> Self {
+        AuditFailure {
+            message: format!(
+                "refused: its audit record could not be committed to the audit store {} ({cause}); \
+                 Warden refuses what it cannot audit. Check that the state store is writable and \
+                 that no other process holds a lock on it",
+                store.display()
+            ),
+        }
+    }
+
+    /// A failure another part of the host already explained in `message`.
+    pub fn from_message(message: &str) -> Self {
+        AuditFailure {
+            message: message.to_string(),
+        }
+    }
+
+    /// What the caller reads.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for AuditFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AuditFailure {}
 
 /// Interfaces a component may import from this host, by `namespace:package/interface`, with
 /// what each one gives a plugin here. Anything else is refused at load.

@@ -34,6 +34,11 @@ impl Host for CallState {
             .models
             .complete(&caller, request_from_wit(request))
             .await;
+        if let Err(models::ModelError::AuditUnavailable(why)) = &result {
+            // Fail closed: the whole call's result is withheld, not only this completion.
+            self.audit_failure
+                .get_or_insert_with(|| crate::capabilities::AuditFailure::from_message(why));
+        }
         Ok(result.map(response_to_wit).map_err(error_to_wit))
     }
 }
@@ -120,7 +125,9 @@ fn error_to_wit(e: models::ModelError) -> ModelError {
             message,
             resets_at_ms,
         }),
-        models::ModelError::Backend(m) => ModelError::Backend(m),
+        models::ModelError::Backend(m) | models::ModelError::AuditUnavailable(m) => {
+            ModelError::Backend(m)
+        }
         models::ModelError::Invalid(m) => ModelError::Invalid(m),
     }
 }

@@ -98,7 +98,8 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
             plugin: &args.plugin,
             tool: &args.tool,
         };
-        grants.audit(
+        // Denied either way; a record that cannot be written is logged by `audit`.
+        let _ = grants.audit(
             &site,
             "call",
             &target,

@@ -47,7 +47,9 @@ pub enum BackendFailure {
         /// The provider's words.
         message: String,
     },
-    /// The connection could not be made or broke before a response.
+    /// The connection could not be made, so nothing of the request reached the provider.
+    ConnectFailed(String),
+    /// The connection broke after the request went out, before a whole response.
     Unreachable(String),
     /// No answer within the alias's timeout (set by the router).
     Timeout(Duration),
@@ -79,7 +81,9 @@ impl BackendFailure {
             BackendFailure::Server {
                 status, message, ..
             } => format!("server error (HTTP {status}){}", colon(message)),
-            BackendFailure::Unreachable(e) => format!("cannot reach the endpoint: {e}"),
+            BackendFailure::ConnectFailed(e) | BackendFailure::Unreachable(e) => {
+                format!("cannot reach the endpoint: {e}")
+            }
             BackendFailure::Timeout(after) => {
                 format!(
                     "no answer within {} ms (the alias's timeout_ms)",
@@ -95,12 +99,17 @@ impl BackendFailure {
         }
     }
 
+    /// Whether the request may have reached the provider, which may then bill for it.
+    pub fn request_went_out(&self) -> bool {
+        !matches!(self, BackendFailure::ConnectFailed(_))
+    }
+
     /// A short word for the audit log.
     pub fn kind(&self) -> &'static str {
         match self {
             BackendFailure::RateLimited { .. } => "rate-limited",
             BackendFailure::Server { .. } => "server-error",
-            BackendFailure::Unreachable(_) => "unreachable",
+            BackendFailure::ConnectFailed(_) | BackendFailure::Unreachable(_) => "unreachable",
             BackendFailure::Timeout(_) => "timeout",
             BackendFailure::Rejected { .. } => "rejected",
             BackendFailure::Malformed(_) => "malformed",
@@ -188,7 +197,14 @@ impl Endpoint {
             .body(bytes)
             .send()
             .await
-            .map_err(|e| BackendFailure::Unreachable(self.redact(&error_chain(&e))))?;
+            .map_err(|e| {
+                let why = self.redact(&error_chain(&e));
+                if e.is_connect() {
+                    BackendFailure::ConnectFailed(why)
+                } else {
+                    BackendFailure::Unreachable(why)
+                }
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

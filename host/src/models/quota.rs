@@ -251,6 +251,7 @@ impl QuotaLedger {
                 counted,
                 tokens,
                 open: true,
+                spent: false,
             }),
             Ok(false) => Err(ReserveError::Exceeded(QuotaExceeded {
                 message: exceeded.join("; "),
@@ -310,13 +311,16 @@ fn read_usage(
     })
 }
 
-/// Calls and tokens held for one model call. Settle it with the actual usage; dropped
-/// unsettled (a failed call, a cancelled one), it gives everything back.
+/// Calls and tokens held for one model call. Settle it with the actual usage. Unsettled, it
+/// gives everything back only if no request went out: once one may have reached a provider
+/// (see [`Reservation::mark_spent`]), the call counts at the reserved amount, even when the
+/// caller stopped waiting, because the provider may serve and bill it all the same.
 pub struct Reservation {
     ledger: QuotaLedger,
     counted: Vec<Counted>,
     tokens: u64,
     open: bool,
+    spent: bool,
 }
 
 impl Reservation {
@@ -334,13 +338,20 @@ impl Reservation {
         }
     }
 
-    /// Gives the call and its tokens back.
-    pub fn release(mut self) {
+    /// Whether a request may have gone out to a provider; set before each attempt is sent.
+    pub fn mark_spent(&mut self, spent: bool) {
+        self.spent = spent;
+    }
+
+    /// Ends a call that got no answer: it keeps counting at the reserved amount if a request
+    /// went out, and is given back otherwise.
+    pub fn finish_unanswered(mut self) {
         self.give_back();
     }
 
+    /// Gives the call and its tokens back, unless a request went out.
     fn give_back(&mut self) {
-        if !std::mem::take(&mut self.open) {
+        if !std::mem::take(&mut self.open) || self.spent {
             return;
         }
         if let Err(e) = self.ledger.adjust(&self.counted, -1, -(self.tokens as i64)) {
@@ -436,8 +447,45 @@ mod tests {
             ledger.usage("agent:a", Window::Day, NOON).unwrap(),
             WindowUsage::default()
         );
-        ledger.reserve(&s, 100, NOON).unwrap().release();
+        ledger.reserve(&s, 100, NOON).unwrap().finish_unanswered();
         ledger.reserve(&s, 100, NOON).unwrap().settle(100);
+    }
+
+    #[test]
+    fn a_reservation_whose_request_went_out_is_never_refunded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(&dir);
+        let s = [scope(ModelQuota {
+            calls_per_day: Some(5),
+            tokens_per_day: Some(1000),
+            ..ModelQuota::default()
+        })];
+        let counted = |calls, tokens| WindowUsage { calls, tokens };
+        // Dropped mid-request, as when the plugin's call runs out of time.
+        let mut dropped = ledger.reserve(&s, 100, NOON).unwrap();
+        dropped.mark_spent(true);
+        drop(dropped);
+        assert_eq!(
+            ledger.usage("agent:a", Window::Day, NOON).unwrap(),
+            counted(1, 100)
+        );
+        // Ended without an answer after a request went out.
+        let mut failed = ledger.reserve(&s, 50, NOON).unwrap();
+        failed.mark_spent(true);
+        failed.finish_unanswered();
+        assert_eq!(
+            ledger.usage("agent:a", Window::Day, NOON).unwrap(),
+            counted(2, 150)
+        );
+        // Nothing went out (the backend could not be reached): given back.
+        let mut unreached = ledger.reserve(&s, 70, NOON).unwrap();
+        unreached.mark_spent(true);
+        unreached.mark_spent(false);
+        unreached.finish_unanswered();
+        assert_eq!(
+            ledger.usage("agent:a", Window::Day, NOON).unwrap(),
+            counted(2, 150)
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ use super::backend::{BackendFailure, BackendReply, Endpoint, ModelBackend};
 use super::openai::{self, OpenAiBackend};
 use super::quota::{QuotaLedger, QuotaScope, Reservation, ReserveError};
 use super::types::{ChatRequest, Completion, ModelError, Usage, estimate_tokens};
+use crate::capabilities::AuditFailure;
 use crate::config::{ModelConfig, WardenConfig};
 use crate::policy::audit::NewRecord;
 use crate::policy::{AuditLog, CallRights, Outcome};
@@ -182,7 +183,7 @@ impl ModelRouter {
         let max_tokens = request.output_limit();
         let reserved = request.reserved_tokens();
         record.reserved_tokens = reserved;
-        let reservation = match self.reserve(caller, reserved) {
+        let mut reservation = match self.reserve(caller, reserved) {
             Ok(r) => r,
             Err(ReserveError::Exceeded(e)) => {
                 let error = ModelError::QuotaExceeded {
@@ -195,8 +196,20 @@ impl ModelRouter {
                 return Err(record.refused(Outcome::Failed, ModelError::Backend(e)));
             }
         };
+        // Fail closed: no request goes out that the audit log cannot show was made.
+        if let Err(failure) = record.write_request() {
+            reservation.finish_unanswered();
+            return Err(failure);
+        }
         match self
-            .route(route, &request, max_tokens, on_event, &mut record)
+            .route(
+                route,
+                &request,
+                max_tokens,
+                on_event,
+                &mut record,
+                &mut reservation,
+            )
             .await
         {
             Ok((served, reply)) => {
@@ -216,11 +229,12 @@ impl ModelRouter {
                     },
                     finish_reason: reply.finish_reason,
                 };
-                record.served(&completion, served.backend.kind(), estimated);
+                record.served(&completion, served.backend.kind(), estimated)?;
                 Ok(completion)
             }
             Err(error) => {
-                reservation.release();
+                // A request that went out counts at what was reserved: the provider may bill it.
+                reservation.finish_unanswered();
                 Err(record.refused(Outcome::Failed, error))
             }
         }
@@ -248,7 +262,9 @@ impl ModelRouter {
         chain
     }
 
-    /// Tries the chain until one backend answers.
+    /// Tries the chain until one backend answers. The reservation is marked spent before each
+    /// request goes out, so a caller that stops waiting (its call timed out) cannot hand back
+    /// what a backend may already be serving.
     async fn route<'r>(
         &'r self,
         first: &'r AliasRoute,
@@ -256,8 +272,10 @@ impl ModelRouter {
         max_tokens: u32,
         on_event: &mut (dyn FnMut(StreamEvent<'_>) + Send),
         record: &mut CallRecord<'_>,
+        reservation: &mut Reservation,
     ) -> Result<(&'r AliasRoute, BackendReply), ModelError> {
         let chain = self.chain(first);
+        let mut went_out = false;
         let mut started_any = false;
         for (position, route) in chain.iter().enumerate() {
             let has_next = position + 1 < chain.len();
@@ -268,6 +286,7 @@ impl ModelRouter {
                 started_any = true;
                 let started = Instant::now();
                 let mut sink = |text: &str| on_event(StreamEvent::Text(text));
+                reservation.mark_spent(true);
                 let outcome = tokio::time::timeout(
                     route.timeout,
                     route.backend.complete(request, max_tokens, &mut sink),
@@ -282,6 +301,8 @@ impl ModelRouter {
                     }
                     Err(failure) => failure,
                 };
+                went_out |= failure.request_went_out();
+                reservation.mark_spent(went_out);
                 record.attempt(route, latency, Some(&failure));
                 match next_step(&failure, attempt, has_next) {
                     Step::RetryAfter(wait) => tokio::time::sleep(wait).await,
@@ -323,7 +344,7 @@ fn next_step(failure: &BackendFailure, attempt: u32, has_next: bool) -> Step {
             }
         }
         BackendFailure::Server { retry_after, .. } => retry(*retry_after),
-        BackendFailure::Unreachable(_) => retry(None),
+        BackendFailure::ConnectFailed(_) | BackendFailure::Unreachable(_) => retry(None),
         BackendFailure::Timeout(_) => Step::NextBackend,
         BackendFailure::Rejected { .. } | BackendFailure::Malformed(_) => Step::GiveUp,
     }
@@ -531,7 +552,29 @@ impl<'a> CallRecord<'a> {
         }
     }
 
-    fn served(&mut self, completion: &Completion, backend: &'static str, estimated: bool) {
+    /// The record of a request about to go out: what is asked of which backend.
+    fn write_request(&mut self) -> Result<(), ModelError> {
+        let detail = json!({
+            "phase": "request",
+            "alias": self.alias,
+            "backend": self.backend,
+            "model": self.model,
+            "reserved_tokens": self.reserved_tokens,
+        });
+        let result = self.write(Outcome::Allowed, detail);
+        // The outcome record is still owed once the request goes out; if this record failed,
+        // nothing goes out and the store would refuse the outcome record as well.
+        self.written = result.is_err();
+        result
+    }
+
+    /// Fails when the record cannot be committed: the completion is then withheld.
+    fn served(
+        &mut self,
+        completion: &Completion,
+        backend: &'static str,
+        estimated: bool,
+    ) -> Result<(), ModelError> {
         let mut detail = self.base_detail("ok");
         detail.insert("served_by".into(), json!(completion.served_by));
         detail.insert("fallback".into(), json!(completion.served_by != self.alias));
@@ -541,9 +584,10 @@ impl<'a> CallRecord<'a> {
         detail.insert("tokens_out".into(), json!(completion.usage.output_tokens));
         detail.insert("usage_estimated".into(), json!(estimated));
         detail.insert("finish_reason".into(), json!(completion.finish_reason));
-        self.write(Outcome::Allowed, Value::Object(detail));
+        self.write(Outcome::Allowed, Value::Object(detail))
     }
 
+    /// The record of a call that ended without an answer; an audit failure replaces `error`.
     fn refused(&mut self, outcome: Outcome, error: ModelError) -> ModelError {
         let mut detail = self.base_detail(error.kind());
         detail.insert("served_by".into(), Value::Null);
@@ -551,11 +595,13 @@ impl<'a> CallRecord<'a> {
         if let ModelError::QuotaExceeded { resets_at_ms, .. } = &error {
             detail.insert("resets_at_ms".into(), json!(resets_at_ms));
         }
-        self.write(outcome, Value::Object(detail));
-        error
+        match self.write(outcome, Value::Object(detail)) {
+            Ok(()) => error,
+            Err(failure) => failure,
+        }
     }
 
-    fn write(&mut self, outcome: Outcome, detail: Value) {
+    fn write(&mut self, outcome: Outcome, detail: Value) -> Result<(), ModelError> {
         self.written = true;
         let detail = detail.to_string();
         let record = NewRecord {
@@ -569,9 +615,15 @@ impl<'a> CallRecord<'a> {
             target: &self.alias,
             detail: &detail,
         };
-        if let Err(e) = self.router.audit.append(&record, outcome) {
-            tracing::error!("{e}");
-        }
+        self.router
+            .audit
+            .append(&record, outcome)
+            .map(|_| ())
+            .map_err(|e| {
+                let failure = AuditFailure::new(self.router.audit.store_path(), &e);
+                tracing::error!("{failure}");
+                ModelError::AuditUnavailable(failure.to_string())
+            })
     }
 }
 
@@ -584,7 +636,8 @@ impl Drop for CallRecord<'_> {
                 "error".into(),
                 json!("the caller stopped waiting (its call ran out of time) before the model answered"),
             );
-            self.write(Outcome::Failed, Value::Object(detail));
+            // Nobody is left to hand a failure to; `write` has logged it.
+            let _ = self.write(Outcome::Failed, Value::Object(detail));
         }
     }
 }

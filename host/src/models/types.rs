@@ -288,6 +288,9 @@ pub enum ModelError {
     Backend(String),
     /// The request was malformed or named an unknown alias.
     Invalid(String),
+    /// The call's audit record could not be committed, so nothing was sent (fail closed), or
+    /// the answer is withheld.
+    AuditUnavailable(String),
 }
 
 impl ModelError {
@@ -298,6 +301,7 @@ impl ModelError {
             ModelError::QuotaExceeded { .. } => "quota-exceeded",
             ModelError::Backend(_) => "backend",
             ModelError::Invalid(_) => "invalid",
+            ModelError::AuditUnavailable(_) => "audit-unavailable",
         }
     }
 
@@ -307,6 +311,7 @@ impl ModelError {
             ModelError::Denied(m)
             | ModelError::Backend(m)
             | ModelError::Invalid(m)
+            | ModelError::AuditUnavailable(m)
             | ModelError::QuotaExceeded { message: m, .. } => m,
         }
     }

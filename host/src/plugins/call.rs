@@ -153,6 +153,11 @@ pub(super) async fn invoke(
         Ok(Ok(Ok(output))) => check_output(output, limits),
     };
     forward_stdio(&store);
+    // Fail closed: a capability use the audit log could not record was refused, and whatever
+    // the plugin made of that refusal is not handed back.
+    if let Some(failure) = &store.data().audit_failure {
+        return Err(CallError::new(ErrorKind::Internal, failure.to_string()));
+    }
     result
 }
 

@@ -181,20 +181,24 @@ impl Plugin {
         let result = self
             .checked_call(tool, input, identity, limits, grants)
             .await;
-        if grants.capabilities.is_some() {
-            let (outcome, detail) = match &result {
-                Ok(_) => (Outcome::Allowed, String::new()),
-                Err(e) if e.kind() == ErrorKind::Denied => (Outcome::Denied, e.to_string()),
-                Err(e) => (Outcome::Failed, e.to_string()),
-            };
-            let target = format!("{}/{tool}", self.inner.name);
-            let site = CallSite {
-                identity,
-                plugin: &self.inner.name,
-                tool,
-            };
-            grants.audit(&site, "call", &target, outcome, &detail);
+        if grants.capabilities.is_none() {
+            return result;
         }
+        let (outcome, detail) = match &result {
+            Ok(_) => (Outcome::Allowed, String::new()),
+            Err(e) if e.kind() == ErrorKind::Denied => (Outcome::Denied, e.to_string()),
+            Err(e) => (Outcome::Failed, e.to_string()),
+        };
+        let target = format!("{}/{tool}", self.inner.name);
+        let site = CallSite {
+            identity,
+            plugin: &self.inner.name,
+            tool,
+        };
+        // Fail closed: an output whose call record is not committed is withheld.
+        grants
+            .audit(&site, "call", &target, outcome, &detail)
+            .map_err(|failure| CallError::new(ErrorKind::Internal, failure.to_string()))?;
         result
     }
 

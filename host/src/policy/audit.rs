@@ -138,6 +138,11 @@ impl AuditLog {
         Ok(AuditLog { store })
     }
 
+    /// The database file the log lives in, for messages.
+    pub fn store_path(&self) -> &std::path::Path {
+        self.store.path()
+    }
+
     /// Appends one record, chained to the last one, in one transaction.
     pub fn append(&self, record: &NewRecord<'_>, outcome: Outcome) -> Result<i64, String> {
         let at_ms = std::time::SystemTime::now()

@@ -5,7 +5,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{CAPTURED_OUTPUT_BYTES, CallLimiter, CallLimits, CapturedOutput};
-use crate::capabilities::{CallGrants, CallSite, files, http};
+use crate::capabilities::{AuditFailure, CallGrants, CallSite, files, http};
 use crate::policy::Outcome;
 
 /// Who is calling which tool: set by the host, never by the caller.
@@ -68,6 +68,9 @@ pub struct CallState {
     pub(crate) grants: CallGrants,
     /// Outbound HTTP: its `wasi:http` context (see [`http`]).
     pub(crate) http: http::CallHttp,
+    /// The first audit record of this call that could not be committed. The call's result is
+    /// then withheld, whatever the plugin made of the refusal (fail closed).
+    pub(crate) audit_failure: Option<AuditFailure>,
 }
 
 impl CallState {
@@ -85,7 +88,7 @@ impl CallState {
         // name lookups. Only the captured stdio and the granted directories are added.
         let mut builder = WasiCtx::builder();
         builder.stdout(stdout.clone()).stderr(stderr.clone());
-        files::preopen(
+        let audit_failure = files::preopen(
             &mut builder,
             &grants,
             &CallSite {
@@ -93,7 +96,8 @@ impl CallState {
                 plugin,
                 tool,
             },
-        );
+        )
+        .err();
         let wasi = builder.build();
         CallState {
             wasi,
@@ -107,18 +111,32 @@ impl CallState {
             logged_bytes: 0,
             grants,
             http: http::CallHttp::new(),
+            audit_failure,
         }
     }
 
-    /// Records a capability use or denial of this call in the audit log.
-    pub(crate) fn audit(&self, capability: &str, target: &str, outcome: Outcome, detail: &str) {
+    /// Records a capability use or denial of this call in the audit log. On a failure the use
+    /// must be refused; the failure is also kept, so the call's result is withheld.
+    #[must_use = "a capability use whose audit record was not committed must be refused"]
+    pub(crate) fn audit(
+        &mut self,
+        capability: &str,
+        target: &str,
+        outcome: Outcome,
+        detail: &str,
+    ) -> Result<(), AuditFailure> {
         let site = CallSite {
             identity: &self.identity,
             plugin: &self.plugin,
             tool: &self.tool,
         };
-        self.grants
+        let result = self
+            .grants
             .audit(&site, capability, target, outcome, detail);
+        if let Err(failure) = &result {
+            self.audit_failure.get_or_insert_with(|| failure.clone());
+        }
+        result
     }
 }
 

@@ -123,7 +123,7 @@ impl GateCall {
             plugin: &self.plugin,
             tool: &self.tool,
         };
-        self.grants.audit(&site, CAPABILITY, url, outcome, detail);
+        let _ = self.grants.audit(&site, CAPABILITY, url, outcome, detail);
     }
 
     /// Checks, sends and audits one request.

@@ -255,22 +255,24 @@ impl CallState {
 
     /// Audits one statement (as [`audited_statement`] keeps it) and what became of it.
     fn audit_statement<T>(
-        &self,
+        &mut self,
         source: &str,
         verb: &str,
         audited: &str,
         result: &Result<T, DataError>,
     ) {
         match result {
-            Ok(_) => self.audit(
-                "sql",
-                source,
-                Outcome::Allowed,
-                &format!("{verb}: {audited}"),
-            ),
+            Ok(_) => {
+                let _ = self.audit(
+                    "sql",
+                    source,
+                    Outcome::Allowed,
+                    &format!("{verb}: {audited}"),
+                );
+            }
             Err(error) => {
                 let (outcome, why) = error_outcome(error);
-                self.audit(
+                let _ = self.audit(
                     "sql",
                     source,
                     outcome,
@@ -288,7 +290,7 @@ impl HostSql for CallState {
         let access = match self.grants.rights.check_sql(&source, false) {
             Ok(access) => access,
             Err(denial) => {
-                self.audit("sql", &source, Outcome::Denied, &format!("open — {denial}"));
+                let _ = self.audit("sql", &source, Outcome::Denied, &format!("open — {denial}"));
                 return Ok(Err(DataError::Denied(denial)));
             }
         };
@@ -301,16 +303,18 @@ impl HostSql for CallState {
             // A granted source is a configured one, so this is a host bug, not a policy answer.
             let reason =
                 format!("SQL source `{source}` is granted but was not prepared by this host");
-            self.audit("sql", &source, Outcome::Failed, &format!("open — {reason}"));
+            let _ = self.audit("sql", &source, Outcome::Failed, &format!("open — {reason}"));
             return Ok(Err(DataError::Failed(reason)));
         };
-        let handle = self.ctx().table.push(SqlHandle { source: configured })?;
-        self.audit(
+        if let Err(failure) = self.audit(
             "sql",
             &source,
             Outcome::Allowed,
             &format!("open ({})", access.suffix()),
-        );
+        ) {
+            return Ok(Err(DataError::Failed(failure.to_string())));
+        }
+        let handle = self.ctx().table.push(SqlHandle { source: configured })?;
         Ok(Ok(Resource::new_own(handle.rep())))
     }
 
