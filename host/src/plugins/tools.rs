@@ -331,4 +331,137 @@ mod tests {
         let err = Tool::from_spec("p", "t".into(), "d".into(), "{nope", None).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unusable);
     }
+
+    fn spec(name: &str, description: &str, schema: &str) -> ToolSpec {
+        ToolSpec {
+            name: name.into(),
+            description: description.into(),
+            input_schema: schema.into(),
+            output_schema: None,
+        }
+    }
+
+    fn small(i: usize) -> ToolSpec {
+        spec(&format!("tool-{i}"), "d", "{}")
+    }
+
+    #[test]
+    fn more_tools_than_the_cap_are_refused_naming_the_cap() {
+        let specs: Vec<ToolSpec> = (0..=MAX_TOOLS).map(small).collect();
+        let err = tools_from_specs("p", specs).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unusable);
+        assert!(err.message().contains("1025 tools"), "{err}");
+        assert!(err.message().contains("at most 1024"), "{err}");
+        let specs: Vec<ToolSpec> = (0..MAX_TOOLS).map(small).collect();
+        assert_eq!(tools_from_specs("p", specs).unwrap().len(), MAX_TOOLS);
+    }
+
+    #[test]
+    fn a_duplicate_among_many_tools_is_found() {
+        let mut specs: Vec<ToolSpec> = (0..MAX_TOOLS - 1).map(small).collect();
+        specs.push(small(7));
+        let err = tools_from_specs("p", specs).unwrap_err();
+        assert!(err.message().contains("`tool-7` twice"), "{err}");
+    }
+
+    #[test]
+    fn a_description_over_the_cap_is_refused_naming_the_cap() {
+        let big = "x".repeat(MAX_DESCRIPTION_BYTES + 1);
+        let err = tools_from_specs("p", vec![spec("t", &big, "{}")]).unwrap_err();
+        assert!(
+            err.message().contains("description of 16385 bytes"),
+            "{err}"
+        );
+        assert!(err.message().contains("16 KiB"), "{err}");
+        let fits = "x".repeat(MAX_DESCRIPTION_BYTES);
+        tools_from_specs("p", vec![spec("t", &fits, "{}")]).unwrap();
+    }
+
+    #[test]
+    fn a_schema_over_the_cap_is_refused_before_it_is_parsed() {
+        // Not JSON at all: the size is what refuses it.
+        let big = "x".repeat(MAX_SCHEMA_BYTES + 1);
+        let err = tools_from_specs("p", vec![spec("t", "d", &big)]).unwrap_err();
+        assert!(
+            err.message().contains("input schema of 65537 bytes"),
+            "{err}"
+        );
+        let mut with_output = spec("t", "d", "{}");
+        with_output.output_schema = Some(big);
+        let err = tools_from_specs("p", vec![with_output]).unwrap_err();
+        assert!(err.message().contains("output schema"), "{err}");
+    }
+
+    #[test]
+    fn metadata_over_the_total_cap_is_refused() {
+        let schema = format!(r#"{{"description":"{}"}}"#, "x".repeat(60 * 1024));
+        let specs: Vec<ToolSpec> = (0..80)
+            .map(|i| spec(&format!("t{i}"), "d", &schema))
+            .collect();
+        let err = tools_from_specs("p", specs).unwrap_err();
+        assert!(err.message().contains("at most 4 MiB"), "{err}");
+    }
+
+    #[test]
+    fn tool_names_follow_the_rule_of_the_contract() {
+        assert_eq!(TOOL_NAME_RULE, "^[a-zA-Z0-9_-]{1,64}$");
+        for ok in ["Get_Weather", "word-count", "a", &"a".repeat(64)] {
+            tools_from_specs("p", vec![spec(ok, "d", "{}")]).unwrap();
+        }
+        for bad in ["", "greet.v2", "two words", "ünï", &"a".repeat(65)] {
+            let err = tools_from_specs("p", vec![spec(bad, "d", "{}")]).unwrap_err();
+            assert!(err.message().contains(TOOL_NAME_RULE), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_tool_error_shows_a_few_close_names_and_the_count() {
+        let tools: Vec<Tool> = tools_from_specs("p", (0..MAX_TOOLS).map(small).collect()).unwrap();
+        let err = unknown_tool("p", "tool-12x", &tools);
+        let message = err.message();
+        assert!(message.contains("`tool-12`"), "{message}");
+        assert!(message.contains("1024 tools"), "{message}");
+        assert!(message.len() < 400, "{} bytes: {message}", message.len());
+        let hostile = "x".repeat(100_000);
+        assert!(unknown_tool("p", &hostile, &tools).message().len() < 600);
+    }
+
+    #[test]
+    fn hostile_schemas_and_inputs_never_overflow_the_stack() {
+        let deep_schema = format!(
+            "{}{{}}{}",
+            r#"{"items":"#.repeat(100_000),
+            "}".repeat(100_000)
+        );
+        let deep_input = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let cases: &[(&str, &str)] = &[
+            (&deep_schema, "{}"),
+            ("{}", &deep_input),
+            (r##"{"$ref":"#"}"##, "{}"),
+            (r##"{"allOf":[{"$ref":"#"}]}"##, "[1]"),
+            (
+                r##"{"items":{"$ref":"#"}}"##,
+                "[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]",
+            ),
+            (r#"{"$ref":"http://127.0.0.1:9/x.json"}"#, "{}"),
+            (
+                r##"{"$defs":{"a":{"$ref":"#/$defs/b"},"b":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"}"##,
+                "1",
+            ),
+            (
+                r#"{"type":"string","pattern":"(a+)+$"}"#,
+                r#""aaaaaaaaaaaaaaaaaaaaaaaaaaaa!""#,
+            ),
+            ("not json", "{}"),
+        ];
+        for (schema, input) in cases {
+            // Any result will do; the test is that this returns.
+            let _ = check_tool_input("t", "d", schema, input);
+        }
+        let err = check_tool_input("t", "d", &deep_schema, "{}").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unusable);
+        let err = check_tool_input("t", "d", "{}", &deep_input).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        check_tool_input("t", "d", r#"{"type":"object"}"#, "{}").unwrap();
+    }
 }
