@@ -464,4 +464,24 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
         check_tool_input("t", "d", r#"{"type":"object"}"#, "{}").unwrap();
     }
+
+    #[test]
+    fn loading_at_every_cap_takes_bounded_host_time() {
+        // The most a plugin can list: 1024 tools whose schemas fill the 4 MiB in all, each
+        // with many properties and patterns to compile.
+        let properties: String = (0..60)
+            .map(|i| format!(r#""p{i}":{{"type":"string","pattern":"^(a|b)*c{{1,9}}$"}}"#))
+            .collect::<Vec<_>>()
+            .join(",");
+        let schema = format!(r#"{{"type":"object","properties":{{{properties}}}}}"#);
+        let per_tool = MAX_TOOL_METADATA_BYTES / MAX_TOOLS - 16;
+        assert!(schema.len() <= per_tool, "{} bytes", schema.len());
+        let specs: Vec<ToolSpec> = (0..MAX_TOOLS)
+            .map(|i| spec(&format!("t{i}"), "d", &schema))
+            .collect();
+        let started = std::time::Instant::now();
+        assert_eq!(tools_from_specs("p", specs).unwrap().len(), MAX_TOOLS);
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    }
 }
