@@ -126,3 +126,142 @@ fn an_artifact_in_a_folder_others_can_write_is_never_loaded() {
     run.assert_code(0);
     assert!(run.stderr.contains("writable by other users"), "{run:#?}");
 }
+
+#[cfg(unix)]
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+fn inode_of(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).expect("stat").ino()
+}
+
+#[cfg(unix)]
+#[test]
+fn an_artifact_others_can_write_in_a_private_folder_is_never_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    echo_with_cache(&cache).assert_code(0);
+    let artifact = artifacts(&cache).remove(0);
+    assert_eq!(mode_of(&cache), 0o700);
+    // Only the file is open to others: checking the folder alone would load it.
+    fs::set_permissions(&artifact, fs::Permissions::from_mode(0o666)).unwrap();
+    let before = inode_of(&artifact);
+    let run = echo_with_cache(&cache);
+    run.assert_code(0);
+    assert!(run.stderr.contains("writable by other users"), "{run:#?}");
+    assert_ne!(
+        inode_of(&artifact),
+        before,
+        "the artifact was not compiled again"
+    );
+    assert_eq!(mode_of(&artifact), 0o600);
+}
+
+/// `chown` to `nobody` needs root; the tests run as root here and in CI.
+#[cfg(unix)]
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+const NOBODY: u32 = 65534;
+
+#[cfg(unix)]
+#[test]
+fn an_artifact_owned_by_another_user_is_never_loaded() {
+    assert!(is_root(), "this test changes owners, which needs root");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    echo_with_cache(&cache).assert_code(0);
+    let artifact = artifacts(&cache).remove(0);
+    std::os::unix::fs::chown(&artifact, Some(NOBODY), Some(NOBODY)).unwrap();
+    let before = inode_of(&artifact);
+    let run = echo_with_cache(&cache);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains(&format!("owned by uid {NOBODY}")),
+        "{run:#?}"
+    );
+    assert_eq!(run.stdout, "{\"text\":\"cached\"}\n");
+    assert_ne!(
+        inode_of(&artifact),
+        before,
+        "the artifact was not compiled again"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_cache_folder_owned_by_another_user_is_neither_loaded_nor_written() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(is_root(), "this test changes owners, which needs root");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    echo_with_cache(&cache).assert_code(0);
+    // The attack of issue 8: a folder owned by `nobody`, 0755, its files 0644.
+    let artifact = artifacts(&cache).remove(0);
+    fs::set_permissions(&artifact, fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&artifact, Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&cache, Some(NOBODY), Some(NOBODY)).unwrap();
+    let before = inode_of(&artifact);
+    let run = echo_with_cache(&cache);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("not using the compile cache")
+            && run.stderr.contains(&format!("owned by uid {NOBODY}")),
+        "{run:#?}"
+    );
+    assert_eq!(run.stdout, "{\"text\":\"cached\"}\n");
+    assert_eq!(
+        inode_of(&artifact),
+        before,
+        "the foreign folder was written"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn artifacts_are_written_private_under_a_group_writable_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let path = plugin_path("text-tools");
+    let under_umask_002 = || {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"umask 002; exec "$@""#)
+            .arg("sh")
+            .arg(crate::common::WARDEN)
+            .args([OsStr::new("call"), path.as_os_str(), OsStr::new("echo")])
+            .args([OsStr::new("--input"), OsStr::new(r#"{"text":"cached"}"#)])
+            .args([OsStr::new("--cache-dir"), cache.as_os_str()])
+            .env_remove("WARDEN_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        crate::common::run_command(cmd, None)
+    };
+    under_umask_002().assert_code(0);
+    let artifact = artifacts(&cache).remove(0);
+    assert_eq!(mode_of(&artifact), 0o600);
+    assert_eq!(mode_of(&cache), 0o700);
+    let before = inode_of(&artifact);
+    let run = under_umask_002();
+    run.assert_code(0);
+    assert!(!run.stderr.contains("not loading"), "{run:#?}");
+    assert_eq!(
+        inode_of(&artifact),
+        before,
+        "the second start compiled again"
+    );
+}

@@ -239,3 +239,28 @@ fn a_run_that_hangs_fails_instead_of_hanging_the_suite() {
     sleeper.arg("30");
     run_command_within(sleeper, None, std::time::Duration::from_millis(200));
 }
+
+/// Runs `warden ARGS...` under `/usr/bin/time -v` and returns the run and the peak resident set
+/// size of the `warden` process, in KiB, for tests about host memory.
+pub fn warden_measured<S: AsRef<OsStr>>(args: &[S], stdin: Option<&[u8]>) -> (Run, u64) {
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.arg("-v")
+        .arg(WARDEN)
+        .args(args)
+        .env("WARDEN_CACHE_DIR", shared_cache_dir())
+        .env_remove("WARDEN_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let run = run_command(cmd, stdin);
+    let rss = run
+        .stderr
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|kb| kb.trim().parse().ok())
+        .unwrap_or_else(|| panic!("/usr/bin/time -v printed no peak RSS; the run was {run:#?}"));
+    (run, rss)
+}

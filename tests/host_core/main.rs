@@ -10,6 +10,7 @@ mod common;
 mod bad_input;
 mod cache;
 mod calls;
+mod hostile;
 mod inspect;
 mod misbehaviour;
 mod refusals;

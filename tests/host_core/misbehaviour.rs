@@ -162,6 +162,10 @@ async fn the_host_keeps_serving_calls_after_each_misbehaving_plugin() {
         ..CallLimits::default()
     };
     let defaults = CallLimits::default();
+    let big_memory = CallLimits {
+        memory_mb: 128,
+        ..CallLimits::default()
+    };
     let cases = [
         (
             "spin-forever",
@@ -198,6 +202,29 @@ async fn the_host_keeps_serving_calls_after_each_misbehaving_plugin() {
             r#"{"megabytes":4}"#,
             defaults,
             ErrorKind::LimitExceeded(Limit::Output),
+        ),
+        // The hostile plugins of issue 9: an output past the hostcall fuel, the guest's own
+        // stack overflowing in linear memory, and output nested too deep.
+        (
+            "huge-output",
+            "huge-raw",
+            r#"{"megabytes":40}"#,
+            big_memory,
+            ErrorKind::LimitExceeded(Limit::Output),
+        ),
+        (
+            "shadow-overflow",
+            "recurse",
+            "{}",
+            defaults,
+            ErrorKind::ToolFailed,
+        ),
+        (
+            "deep-json",
+            "deep",
+            r#"{"depth":100000}"#,
+            defaults,
+            ErrorKind::ToolFailed,
         ),
     ];
     for (name, tool, input, limits, expected) in cases {

@@ -11,9 +11,9 @@ use super::{EngineArgs, LimitArgs, compile_progress, config, print_stdout};
 use crate::capabilities::{CallGrants, CallSite};
 use crate::config::AgentLimits;
 use crate::error::{CallError, ErrorKind};
-use crate::plugins::{Plugin, plugin_name, read_plugin_file};
+use crate::plugins::{DEFAULT_MAX_PLUGIN_MB, Plugin, plugin_name, read_plugin_file_within};
 use crate::policy::check_tool;
-use crate::sandbox::{CallIdentity, new_call_id};
+use crate::sandbox::{CallIdentity, CallLimits, MAX_OUTPUT_KB, new_call_id};
 
 /// Arguments of `warden call`.
 #[derive(Debug, Args)]
@@ -31,10 +31,28 @@ pub(super) struct CallArgs {
     /// The agent whose grants and limits the call runs with (needs --config).
     #[arg(long)]
     agent: Option<String>,
+    /// The largest plugin file read, in MiB; a bigger one is refused before it is read.
+    #[arg(long, env = "WARDEN_MAX_PLUGIN_MB", default_value_t = DEFAULT_MAX_PLUGIN_MB,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_plugin_mb: u64,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
     engine: EngineArgs,
+}
+
+/// Refuses limits no call can meet: an output over [`MAX_OUTPUT_KB`] is never handed over.
+fn checked_limits(limits: CallLimits) -> Result<CallLimits, CallError> {
+    if limits.max_output_kb > MAX_OUTPUT_KB {
+        return Err(CallError::invalid_input(format!(
+            "--max-output-kb (or an agent's max_output_kb) is {}, but no output over {} KiB \
+             ({} MiB) is ever handed over; use at most {MAX_OUTPUT_KB}",
+            limits.max_output_kb,
+            MAX_OUTPUT_KB,
+            MAX_OUTPUT_KB / 1024
+        )));
+    }
+    Ok(limits)
 }
 
 pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
@@ -48,9 +66,17 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
         }
         let path = PathBuf::from(&args.plugin);
         let name = plugin_name(&path);
-        let bytes = read_plugin_file(&path)?;
-        let plugin = Plugin::from_bytes(&engine, &name, &bytes, compile_progress(&name)).await?;
-        let limits = args.limits.resolve(&AgentLimits::default());
+        let limits = checked_limits(args.limits.resolve(&AgentLimits::default()))?;
+        let bytes = read_plugin_file_within(&path, args.max_plugin_mb << 20)?;
+        let plugin = Plugin::from_bytes_with_limits(
+            &engine,
+            &name,
+            &bytes,
+            None,
+            &limits,
+            compile_progress(&name),
+        )
+        .await?;
         let output = plugin
             .call(&args.tool, &input, &CallIdentity::default(), &limits)
             .await?;
@@ -108,21 +134,22 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
         );
         return Err(CallError::new(ErrorKind::Denied, denial));
     }
+    let limits = checked_limits(args.limits.resolve(&agent_config.limits))?;
     let path = cfg.resolve(&plugin_config.path);
-    let bytes = read_plugin_file(&path)?;
+    let bytes = read_plugin_file_within(&path, args.max_plugin_mb << 20)?;
     let pin = plugin_config
         .sha256
         .as_deref()
         .map(|pin| (path.as_path(), pin));
-    let plugin = Plugin::from_pinned_bytes(
+    let plugin = Plugin::from_bytes_with_limits(
         &engine,
         &args.plugin,
         &bytes,
         pin,
+        &limits,
         compile_progress(&args.plugin),
     )
     .await?;
-    let limits = args.limits.resolve(&agent_config.limits);
     let output = plugin
         .call_granted(&args.tool, &input, &identity, &limits, &grants)
         .await?;

@@ -7,8 +7,8 @@ use clap::Args;
 
 use super::{EngineArgs, compile_progress, print_stdout};
 use crate::error::CallError;
-use crate::plugins::inspect::{Inspection, inspect};
-use crate::plugins::plugin_name;
+use crate::plugins::inspect::{Inspection, inspect_within};
+use crate::plugins::{DEFAULT_MAX_PLUGIN_MB, plugin_name};
 
 /// Arguments of `warden plugin inspect`.
 #[derive(Debug, Args)]
@@ -18,6 +18,10 @@ pub(super) struct InspectArgs {
     /// Print JSON: {"tools": [...], "imports": [...], "sha256": ...}.
     #[arg(long)]
     json: bool,
+    /// The largest plugin file read, in MiB; a bigger one is refused before it is read.
+    #[arg(long, env = "WARDEN_MAX_PLUGIN_MB", default_value_t = DEFAULT_MAX_PLUGIN_MB,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_plugin_mb: u64,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -25,7 +29,13 @@ pub(super) struct InspectArgs {
 pub(super) async fn run(args: InspectArgs) -> Result<(), CallError> {
     let engine = args.engine.engine()?;
     let name = plugin_name(&args.plugin);
-    let report = inspect(&engine, &args.plugin, compile_progress(&name)).await?;
+    let report = inspect_within(
+        &engine,
+        &args.plugin,
+        args.max_plugin_mb << 20,
+        compile_progress(&name),
+    )
+    .await?;
     if args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| CallError::new(crate::error::ErrorKind::Internal, e.to_string()))?;

@@ -5,16 +5,27 @@ use std::time::Duration;
 
 use wasmtime::{Store, Trap};
 
-use super::{PluginInner, Tool};
+use super::{PluginInner, Tool, tools};
 use crate::bindings::{CallContext, ToolError, ToolPluginPre};
 use crate::capabilities::CallGrants;
 use crate::engine::{EPOCH_TICK_MS, WardenEngine};
 use crate::error::{CallError, ErrorKind, Limit};
-use crate::sandbox::{CallIdentity, CallLimits, CallState};
+use crate::sandbox::{CallIdentity, CallLimits, CallState, MAX_OUTPUT_KB};
 
 /// Extra wall time past the epoch deadline before the host gives up on a call that is waiting
 /// in host code (where epochs do not interrupt).
 const HOST_WAIT_GRACE: Duration = Duration::from_millis(100);
+
+/// What `list-tools` may hand the host: the metadata caps, plus the lifted records themselves.
+const LIST_TOOLS_FUEL: usize = tools::MAX_TOOL_METADATA_BYTES
+    + tools::MAX_TOOLS * (std::mem::size_of::<crate::bindings::types::ToolSpec>() + 64);
+
+/// wasmtime's error when a guest hands the host more bytes in one go than the store's hostcall
+/// fuel allows; its type is private, so it is known by its message.
+fn hostcall_fuel_exhausted(e: &wasmtime::Error) -> bool {
+    e.chain()
+        .any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
+}
 
 fn new_store(
     engine: &WardenEngine,
@@ -34,21 +45,24 @@ fn new_store(
     store
 }
 
-/// Asks a freshly linked plugin for its tools.
+/// Asks a freshly linked plugin for its tools, under the limits its calls run with: the same
+/// time and memory, and a hostcall fuel that bounds what the host copies out of the guest to
+/// the caps on plugin metadata. Its stdout and stderr are forwarded whatever happens.
 pub(super) async fn list_tools(
     engine: &WardenEngine,
     pre: &ToolPluginPre<CallState>,
     plugin: &str,
+    limits: &CallLimits,
 ) -> Result<Vec<Tool>, CallError> {
-    let limits = CallLimits::default();
     let mut store = new_store(
         engine,
         plugin,
         "",
         CallIdentity::default(),
-        &limits,
+        limits,
         CallGrants::none(plugin),
     );
+    store.set_hostcall_fuel(LIST_TOOLS_FUEL);
     let outcome = tokio::time::timeout(
         Duration::from_millis(limits.timeout_ms) + HOST_WAIT_GRACE,
         async {
@@ -60,44 +74,40 @@ pub(super) async fn list_tools(
         },
     )
     .await;
+    forward_stdio(&store);
     let specs = match outcome {
         Ok(Ok(specs)) => specs,
-        Ok(Err(e)) => {
-            let cause = trap_error(e, &store, &limits, engine);
+        Ok(Err(e)) if hostcall_fuel_exhausted(&e) => {
             return Err(CallError::unusable(format!(
-                "plugin `{plugin}` failed while listing its tools: {cause}"
+                "plugin `{plugin}` lists more tool metadata than this host takes; it takes {}",
+                tools::metadata_caps()
             )));
+        }
+        Ok(Err(e)) => {
+            let cause = trap_error(e, &store, limits, engine);
+            let message = format!(
+                "plugin `{plugin}` failed while listing its tools: {}",
+                cause.message()
+            );
+            // A limit stays a limit (exit 5, naming its flag); anything else makes the plugin
+            // unusable.
+            return Err(match cause.kind() {
+                ErrorKind::LimitExceeded(limit) => CallError::limit(limit, message),
+                _ => CallError::unusable(message),
+            });
         }
         Err(_) => {
-            return Err(CallError::unusable(format!(
-                "plugin `{plugin}` did not list its tools within {} ms",
-                limits.timeout_ms
-            )));
+            return Err(CallError::limit(
+                Limit::Time,
+                format!(
+                    "plugin `{plugin}` did not list its tools within its {} ms limit (raise it \
+                     with --timeout-ms)",
+                    limits.timeout_ms
+                ),
+            ));
         }
     };
-    forward_stdio(&store);
-    if specs.is_empty() {
-        return Err(CallError::unusable(format!(
-            "plugin `{plugin}` offers no tools"
-        )));
-    }
-    let mut tools: Vec<Tool> = Vec::with_capacity(specs.len());
-    for spec in specs {
-        if tools.iter().any(|t| t.name == spec.name) {
-            return Err(CallError::unusable(format!(
-                "plugin `{plugin}` declares tool `{}` twice",
-                spec.name
-            )));
-        }
-        tools.push(Tool::from_spec(
-            plugin,
-            spec.name,
-            spec.description,
-            &spec.input_schema,
-            spec.output_schema.as_deref(),
-        )?);
-    }
-    Ok(tools)
+    tools::tools_from_specs(plugin, specs)
 }
 
 /// Runs one validated call in a fresh instance.
@@ -125,6 +135,7 @@ pub(super) async fn invoke(
         limits,
         grants.clone(),
     );
+    store.set_hostcall_fuel(limits.hostcall_fuel());
     let outcome = tokio::time::timeout(
         Duration::from_millis(limits.timeout_ms) + HOST_WAIT_GRACE,
         async {
@@ -142,6 +153,16 @@ pub(super) async fn invoke(
             format!(
                 "the call ran past its {} ms limit while waiting on the host (raise it with --timeout-ms)",
                 limits.timeout_ms
+            ),
+        )),
+        Ok(Err(e)) if hostcall_fuel_exhausted(&e) => Err(CallError::limit(
+            Limit::Output,
+            format!(
+                "the plugin handed the host more than {} bytes at once, which is past its output \
+                 limit of {} KiB; no output over that is copied out (raise it with \
+                 --max-output-kb, up to {MAX_OUTPUT_KB})",
+                limits.hostcall_fuel(),
+                limits.max_output_kb
             ),
         )),
         Ok(Err(e)) => Err(trap_error(e, &store, limits, engine)),
@@ -178,7 +199,48 @@ fn check_output(output: String, limits: &CallLimits) -> Result<String, CallError
             "the plugin returned output that is not JSON ({e}): {preview:?}"
         )));
     }
+    // serde_json skips ignored values without recursing, so depth is checked apart: whoever
+    // reads the output next (an agent, a terminal, serde_json's default parser) stops at 128.
+    if nested_deeper_than(&output, MAX_JSON_DEPTH) {
+        return Err(CallError::tool_failed(format!(
+            "the plugin returned JSON nested more than {MAX_JSON_DEPTH} levels deep, which the \
+             host does not hand on"
+        )));
+    }
     Ok(output)
+}
+
+/// The deepest JSON the host takes from a plugin or hands on: serde_json's own recursion limit.
+const MAX_JSON_DEPTH: usize = 128;
+
+/// Whether valid JSON `text` nests arrays and objects deeper than `max`, found in one pass over
+/// its bytes, without recursion or allocation.
+fn nested_deeper_than(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Explains a call that ended in a wasmtime error: a limit, a trap, an exit, a host failure.
@@ -246,8 +308,65 @@ fn trap_error(
     let (stderr, _) = state.stderr.text();
     match panic_message(&stderr) {
         Some(panic) => CallError::tool_failed(format!("the plugin panicked: {panic}")),
-        None => CallError::tool_failed(format!("the plugin trapped: {}", first_line(&message))),
+        None => CallError::tool_failed(format!("the plugin trapped: {}", trap_cause(&e))),
     }
+}
+
+/// Frames of one function in a trap's backtrace from which the trap is put down to recursion.
+const RECURSION_FRAMES: usize = 8;
+
+/// Names what stopped the guest. wasmtime's error starts with its backtrace header ("error
+/// while executing at wasm backtrace:"), so its first line says nothing; the trap code or the
+/// first other cause does. A Rust guest's own stack lives in its linear memory, below its data:
+/// when deep recursion runs it out, the stack pointer wraps and the next store is out of bounds.
+fn trap_cause(e: &wasmtime::Error) -> String {
+    let Some(trap) = e.downcast_ref::<Trap>() else {
+        let cause = e
+            .chain()
+            .map(|c| c.to_string())
+            .find(|c| !c.starts_with("error while executing at wasm backtrace"))
+            .unwrap_or_else(|| "an error with no message".into());
+        return first_line(&cause).to_string();
+    };
+    let words = trap.to_string();
+    let words = words
+        .strip_prefix("wasm trap: ")
+        .unwrap_or(&words)
+        .to_string();
+    if *trap != Trap::MemoryOutOfBounds {
+        return words;
+    }
+    match recursion(e) {
+        Some((function, frames)) => format!(
+            "{words}, after {frames} nested calls of `{function}`: most likely the plugin's own \
+             stack in its linear memory overflowed (this is not the host's --stack-kb). Recurse \
+             less, or give the plugin a bigger stack when building it: for Rust, \
+             `-C link-arg=-zstack-size=<bytes>` in RUSTFLAGS (the default is 1 MiB)"
+        ),
+        None => format!(
+            "{words} (if the plugin recursed deeply, its own stack in linear memory may have \
+             overflowed: for Rust, build it with `-C link-arg=-zstack-size=<bytes>`)"
+        ),
+    }
+}
+
+/// The function that fills most of the trap's backtrace, if it recursed.
+fn recursion(e: &wasmtime::Error) -> Option<(String, usize)> {
+    let backtrace = e.downcast_ref::<wasmtime::WasmBacktrace>()?;
+    let mut counts: std::collections::HashMap<u32, (usize, Option<&str>)> =
+        std::collections::HashMap::new();
+    for frame in backtrace.frames() {
+        let entry = counts
+            .entry(frame.func_index())
+            .or_insert((0, frame.func_name()));
+        entry.0 += 1;
+    }
+    let (index, (frames, name)) = counts.into_iter().max_by_key(|(_, (n, _))| *n)?;
+    if frames < RECURSION_FRAMES {
+        return None;
+    }
+    let name = name.map_or_else(|| format!("function #{index}"), str::to_string);
+    Some((name.chars().take(120).collect(), frames))
 }
 
 fn first_line(s: &str) -> &str {
@@ -296,6 +415,32 @@ mod tests {
     fn output_that_is_not_json_is_a_tool_failure() {
         let err = check_output("not json".into(), &CallLimits::default()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ToolFailed);
+    }
+
+    #[test]
+    fn output_nested_past_the_depth_limit_is_refused() {
+        let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        let err = check_output(deep, &CallLimits::default()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ToolFailed);
+        assert!(err.message().contains("nested"), "{err}");
+        let ok = format!("{}{}", "[".repeat(128), "]".repeat(128));
+        check_output(ok, &CallLimits::default()).unwrap();
+        // Brackets inside strings, escaped quotes included, do not count.
+        let text = format!("{{\"a\":\"\\\"{}\"}}", "[".repeat(500));
+        check_output(text, &CallLimits::default()).unwrap();
+    }
+
+    #[test]
+    fn a_trap_is_named_in_words_not_by_the_backtrace_header() {
+        let e = wasmtime::Error::new(Trap::IntegerDivisionByZero)
+            .context("error while executing at wasm backtrace:\n    0: 0x1 - f");
+        assert_eq!(trap_cause(&e), "integer divide by zero");
+        let e = wasmtime::Error::new(Trap::MemoryOutOfBounds);
+        assert!(
+            trap_cause(&e).contains("-zstack-size"),
+            "{}",
+            trap_cause(&e)
+        );
     }
 
     #[test]

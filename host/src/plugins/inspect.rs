@@ -5,7 +5,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Plugin, Tool, compile, plugin_name, read_plugin_file, sha256_hex, shape};
+use super::{
+    DEFAULT_MAX_PLUGIN_MB, Plugin, Tool, compile, plugin_name, read_plugin_file_within, sha256_hex,
+    shape,
+};
 use crate::capabilities;
 use crate::engine::WardenEngine;
 use crate::error::CallError;
@@ -48,7 +51,18 @@ pub async fn inspect(
     path: &Path,
     on_compile: impl FnOnce(usize),
 ) -> Result<Inspection, CallError> {
-    let bytes = read_plugin_file(path)?;
+    inspect_within(engine, path, DEFAULT_MAX_PLUGIN_MB << 20, on_compile).await
+}
+
+/// As [`inspect`], for a file of at most `max_bytes`; its tools are listed under the default
+/// call limits.
+pub async fn inspect_within(
+    engine: &WardenEngine,
+    path: &Path,
+    max_bytes: u64,
+    on_compile: impl FnOnce(usize),
+) -> Result<Inspection, CallError> {
+    let bytes = read_plugin_file_within(path, max_bytes)?;
     let name = plugin_name(path);
     let sha256 = sha256_hex(&bytes);
     let component = compile(engine, &name, &bytes, &sha256, on_compile)?;
@@ -69,16 +83,23 @@ pub async fn inspect(
             },
         })
         .collect();
-    let (tools, problem) =
-        match Plugin::from_component(engine, &name, sha256.clone(), &component).await {
-            Ok(plugin) => (
-                std::sync::Arc::try_unwrap(plugin.inner)
-                    .map(|p| p.tools)
-                    .unwrap_or_default(),
-                None,
-            ),
-            Err(e) => (Vec::new(), Some(e.message().to_string())),
-        };
+    let (tools, problem) = match Plugin::from_component(
+        engine,
+        &name,
+        sha256.clone(),
+        &component,
+        &crate::sandbox::CallLimits::default(),
+    )
+    .await
+    {
+        Ok(plugin) => (
+            std::sync::Arc::try_unwrap(plugin.inner)
+                .map(|p| p.tools)
+                .unwrap_or_default(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(e.message().to_string())),
+    };
     Ok(Inspection {
         name,
         sha256,

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-pub use tools::Tool;
+pub use tools::{
+    MAX_DESCRIPTION_BYTES, MAX_SCHEMA_BYTES, MAX_TOOL_METADATA_BYTES, MAX_TOOL_NAME_BYTES,
+    MAX_TOOLS, TOOL_NAME_RULE, Tool, check_tool_input, is_valid_tool_name,
+};
 
 use crate::bindings::ToolPluginPre;
 use crate::capabilities::{self, CallGrants, CallSite};
@@ -53,10 +56,21 @@ pub struct ComponentShape {
 }
 
 impl Plugin {
-    /// Loads the component at `path`, named after the file.
+    /// Loads the component at `path`, named after the file, listing its tools under the
+    /// default limits.
     pub async fn load(engine: &WardenEngine, path: &Path) -> Result<Plugin, CallError> {
+        Self::load_with_limits(engine, path, &CallLimits::default()).await
+    }
+
+    /// Loads the component at `path`, named after the file; its `list-tools` runs under
+    /// `limits`, as its calls will.
+    pub async fn load_with_limits(
+        engine: &WardenEngine,
+        path: &Path,
+        limits: &CallLimits,
+    ) -> Result<Plugin, CallError> {
         let bytes = read_plugin_file(path)?;
-        Self::from_bytes(engine, &plugin_name(path), &bytes, |_| {}).await
+        Self::from_bytes_with_limits(engine, &plugin_name(path), &bytes, None, limits, |_| {}).await
     }
 
     /// Loads a component from its bytes. `on_compile` is told the plugin's size before a compile
@@ -79,20 +93,35 @@ impl Plugin {
         pin: Option<(&Path, &str)>,
         on_compile: impl FnOnce(usize),
     ) -> Result<Plugin, CallError> {
+        Self::from_bytes_with_limits(engine, name, bytes, pin, &CallLimits::default(), on_compile)
+            .await
+    }
+
+    /// As [`Plugin::from_pinned_bytes`], with the plugin's `list-tools` run under `limits`, the
+    /// limits its calls will run with: a plugin cannot spend more listing its tools than a call.
+    pub async fn from_bytes_with_limits(
+        engine: &WardenEngine,
+        name: &str,
+        bytes: &[u8],
+        pin: Option<(&Path, &str)>,
+        limits: &CallLimits,
+        on_compile: impl FnOnce(usize),
+    ) -> Result<Plugin, CallError> {
         let sha256 = sha256_hex(bytes);
         if let Some((path, pin)) = pin {
             check_pin(name, path, &sha256, pin)?;
         }
         let component = compile(engine, name, bytes, &sha256, on_compile)?;
-        Self::from_component(engine, name, sha256, &component).await
+        Self::from_component(engine, name, sha256, &component, limits).await
     }
 
-    /// Checks and links a compiled component, and asks it for its tools.
+    /// Checks and links a compiled component, and asks it for its tools under `limits`.
     pub(crate) async fn from_component(
         engine: &WardenEngine,
         name: &str,
         sha256: String,
         component: &Component,
+        limits: &CallLimits,
     ) -> Result<Plugin, CallError> {
         let shape = shape(engine, component);
         check_exports(name, &shape)?;
@@ -107,7 +136,7 @@ impl Plugin {
                 "plugin `{name}` exports `{TOOL_EXPORT}` with a shape that does not match the contract: {e:#}"
             ))
         })?;
-        let tools = call::list_tools(engine, &pre, name).await?;
+        let tools = call::list_tools(engine, &pre, name, limits).await?;
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 name: name.to_string(),
@@ -228,14 +257,8 @@ impl Plugin {
     }
 
     fn checked_tool(&self, tool: &str) -> Result<&Tool, CallError> {
-        self.tool(tool).ok_or_else(|| {
-            let offered: Vec<&str> = self.inner.tools.iter().map(|t| t.name.as_str()).collect();
-            CallError::invalid_input(format!(
-                "unknown tool `{tool}`; plugin `{}` offers: {}",
-                self.inner.name,
-                offered.join(", ")
-            ))
-        })
+        self.tool(tool)
+            .ok_or_else(|| tools::unknown_tool(&self.inner.name, tool, &self.inner.tools))
     }
 }
 
@@ -251,11 +274,52 @@ pub fn check_pin(name: &str, path: &Path, actual: &str, pin: &str) -> Result<(),
     )))
 }
 
-/// Reads a component file; a file that cannot be read makes the plugin unusable.
+/// The default cap on a plugin file's size, in MiB: a componentize-py plugin (about 18 MB) fits
+/// with room to spare.
+pub const DEFAULT_MAX_PLUGIN_MB: u64 = 256;
+
+/// Reads a component file, refusing it under the default size cap; see
+/// [`read_plugin_file_within`].
 pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>, CallError> {
-    std::fs::read(path).map_err(|e| {
+    read_plugin_file_within(path, DEFAULT_MAX_PLUGIN_MB << 20)
+}
+
+/// Reads a component file of at most `max_bytes`. The header is checked on the first 8 bytes,
+/// and the size on the file's metadata, before the rest is read, so a file that is not a
+/// component or is too big costs no memory. A file that cannot be read makes the plugin
+/// unusable.
+pub fn read_plugin_file_within(path: &Path, max_bytes: u64) -> Result<Vec<u8>, CallError> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| {
         CallError::unusable(format!("cannot read plugin file `{}`: {e}", path.display()))
-    })
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut header = Vec::with_capacity(8);
+    (&file).take(8).read_to_end(&mut header).map_err(cannot)?;
+    check_header(&plugin_name(path), &header)?;
+    let too_big = |size: u64| {
+        CallError::unusable(format!(
+            "plugin file `{}` is {size} bytes, over the {} MiB cap on plugin files; if it is \
+             trusted, raise the cap with --max-plugin-mb (or WARDEN_MAX_PLUGIN_MB)",
+            path.display(),
+            max_bytes >> 20
+        ))
+    };
+    let size = file.metadata().map_err(cannot)?.len();
+    if size > max_bytes {
+        return Err(too_big(size));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    bytes.extend_from_slice(&header);
+    // The file may grow after the size check: read no more than the cap allows.
+    (&file)
+        .take(max_bytes.saturating_sub(8).saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// The plugin name for a file: its stem, with `_` written as `-`.

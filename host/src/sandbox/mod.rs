@@ -16,6 +16,12 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MEMORY_MB: u64 = 64;
 /// Default limit on a tool's output.
 pub const DEFAULT_MAX_OUTPUT_KB: u64 = 1024;
+/// The largest output limit, and so the largest output a call can ever return: 128 MiB. The
+/// output must fit in the guest's memory as well (`--memory-mb`).
+pub const MAX_OUTPUT_KB: u64 = 128 * 1024;
+/// The hostcall fuel a call gets at least: how many bytes the plugin may hand the host in one
+/// go (one import call's arguments, or its result), when its output limit is lower.
+pub const MIN_HOSTCALL_FUEL_BYTES: usize = 16 << 20;
 /// Default limit on a tool's input.
 pub const DEFAULT_MAX_INPUT_KB: u64 = 1024;
 /// How much of a call's stdout and stderr is kept for the log; the rest is counted and dropped.
@@ -55,6 +61,20 @@ impl CallLimits {
     /// The output limit in bytes.
     pub fn output_bytes(&self) -> usize {
         usize::try_from(self.max_output_kb.saturating_mul(1024)).unwrap_or(usize::MAX)
+    }
+
+    /// The hostcall fuel of a call: the most bytes wasmtime copies out of the guest in one go.
+    /// It is the output limit (capped at [`MAX_OUTPUT_KB`]), but at least
+    /// [`MIN_HOSTCALL_FUEL_BYTES`] so that imports are not starved by a small output limit, and a
+    /// little more for the result's other fields. An output over it is refused before it is
+    /// copied; one between the output limit and it is copied, then refused.
+    pub fn hostcall_fuel(&self) -> usize {
+        const SLACK: usize = 64 * 1024;
+        let cap = usize::try_from(MAX_OUTPUT_KB * 1024).unwrap_or(usize::MAX);
+        self.output_bytes()
+            .min(cap)
+            .max(MIN_HOSTCALL_FUEL_BYTES)
+            .saturating_add(SLACK)
     }
 
     /// The input limit in bytes.

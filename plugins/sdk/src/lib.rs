@@ -75,7 +75,7 @@ pub mod model;
 
 pub use context::Context;
 pub use error::ToolError;
-pub use tools::{ToolSpec, Tools};
+pub use tools::{TOOL_NAME_RULE, ToolSpec, Tools, is_valid_tool_name};
 
 pub use schemars;
 pub use serde;

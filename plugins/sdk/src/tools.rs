@@ -42,7 +42,7 @@ enum Schemas {
 /// One tool, as the host's `list-tools` sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToolSpec {
-    /// Unique within the plugin: lowercase letters, digits and `-`.
+    /// Unique within the plugin, and matching [`TOOL_NAME_RULE`].
     pub name: String,
     /// What the tool does, for a model choosing among tools.
     pub description: String,
@@ -60,7 +60,7 @@ impl Tools {
 
     /// Adds a tool whose input and output are Rust types.
     ///
-    /// `name` must be unique within the plugin and use lowercase letters, digits and `-`. The
+    /// `name` must be unique within the plugin and match [`TOOL_NAME_RULE`]. The
     /// description, and the doc comments on the input type and its fields, end up in the JSON
     /// Schema that a model reads to choose and call the tool: write them for that reader.
     ///
@@ -127,17 +127,18 @@ impl Tools {
     ///
     /// # Panics
     ///
-    /// When a tool name is empty, not made of lowercase letters, digits and `-`, or used twice,
+    /// When a tool name does not match [`TOOL_NAME_RULE`], or is used twice,
     /// or when a raw tool's input schema is not JSON. These are mistakes in the plugin, and the
     /// host reports the panic message when it loads the plugin.
     pub fn specs(&self) -> Vec<ToolSpec> {
+        // A set, not a scan of the names before each one: a plugin may offer many tools.
+        let mut seen = std::collections::HashSet::with_capacity(self.tools.len());
         self.tools
             .iter()
-            .enumerate()
-            .map(|(index, tool)| {
+            .map(|tool| {
                 check_name(&tool.name);
                 assert!(
-                    self.tools[..index].iter().all(|t| t.name != tool.name),
+                    seen.insert(tool.name.as_ref()),
                     "the tool name `{}` is used twice; each tool needs its own name",
                     tool.name
                 );
@@ -207,14 +208,23 @@ fn schema_json<T: JsonSchema>(settings: SchemaSettings) -> String {
     serde_json::to_string(&schema).expect("a JSON Schema always serializes")
 }
 
-fn check_name(name: &str) {
-    let valid = !name.is_empty()
+/// The rule every tool name follows, as the contract (`wit/types.wit`) and the host state it:
+/// what the model providers and MCP accept.
+pub const TOOL_NAME_RULE: &str = "^[a-zA-Z0-9_-]{1,64}$";
+
+/// Whether `name` follows [`TOOL_NAME_RULE`].
+pub fn is_valid_tool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn check_name(name: &str) {
     assert!(
-        valid,
-        "the tool name `{name}` is not valid: use lowercase letters, digits and `-`, e.g. `word-count`"
+        is_valid_tool_name(name),
+        "the tool name `{name}` is not valid: it must match {TOOL_NAME_RULE} (letters, digits, \
+         `_` and `-`, at most 64), e.g. `word-count`"
     );
 }
 
@@ -318,7 +328,24 @@ mod tests {
     #[test]
     #[should_panic(expected = "is not valid")]
     fn specs_refuse_an_invalid_name() {
-        Tools::new().tool("Greet", "x", greet).specs();
+        Tools::new().tool("greet.v2", "x", greet).specs();
+    }
+
+    #[test]
+    #[should_panic(expected = "is not valid")]
+    fn specs_refuse_a_name_longer_than_64() {
+        Tools::new().tool("a".repeat(65), "x", greet).specs();
+    }
+
+    #[test]
+    fn tool_names_follow_the_contracts_rule() {
+        for ok in ["Get_Weather", "word-count", "a", &"a".repeat(64)] {
+            assert!(is_valid_tool_name(ok), "{ok}");
+        }
+        for bad in ["", "greet.v2", "two words", "ünï", &"a".repeat(65)] {
+            assert!(!is_valid_tool_name(bad), "{bad}");
+        }
+        Tools::new().tool("Get_Weather", "x", greet).specs();
     }
 
     #[test]
