@@ -1137,6 +1137,69 @@ fn a_statement_is_not_run_when_the_audit_store_is_locked() {
 }
 
 #[test]
+fn a_statement_is_not_run_when_the_audit_store_is_locked_after_the_handle_opened() {
+    // The open's record is committed; the store is then locked while a first, slow statement
+    // runs, so the INSERT after it (same call, same handle) cannot record itself.
+    let (ws, db) = sqlite_workspace();
+    script_config(&ws, r#"["crm:rw"]"#);
+    ws.write(
+        "warden.toml",
+        &std::fs::read_to_string(ws.path().join("warden.toml"))
+            .unwrap()
+            .replace(
+                "path = \"crm.db\"",
+                "path = \"crm.db\"\ntimeout_ms = 120000",
+            ),
+    );
+    sql(&ws, "query", json!({"source": "crm", "sql": "SELECT 1"})).assert_code(0);
+    let store = ws.path().join(".warden/state.db");
+    let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n \
+                WHERE i < 30000000) SELECT count(*) FROM n";
+    let run = std::thread::scope(|scope| {
+        let call = scope.spawn(|| {
+            script(
+                &ws,
+                json!({"source": "crm", "steps": [
+                    {"verb": "query", "sql": slow},
+                    {"verb": "execute", "sql": AUDITED_INSERT},
+                ]}),
+            )
+        });
+        let watcher = Connection::open(&store).expect("open the state store");
+        watcher
+            .busy_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let lock = loop {
+            let seen: i64 = watcher
+                .query_row(
+                    "SELECT count(*) FROM audit_log WHERE detail LIKE 'query: WITH RECURSIVE%'",
+                    [],
+                    |row| row.get(0),
+                )
+                .expect("read the audit log");
+            if seen > 0 {
+                break LockedStore::lock(&store);
+            }
+            assert!(
+                !call.is_finished() && started.elapsed().as_secs() < 60,
+                "the slow statement's record never appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let run = call.join().expect("the call's thread");
+        drop(lock);
+        run
+    });
+    run.assert_fails_with(1, "audit store");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM customers WHERE id = 4"),
+        0,
+        "the INSERT ran although its audit record was not committed: {run:#?}"
+    );
+}
+
+#[test]
 fn a_statement_is_not_run_when_the_audit_store_is_unwritable() {
     let (ws, db, store) = store_workspace();
     let run = {
