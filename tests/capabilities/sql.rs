@@ -757,3 +757,504 @@ fn a_postgres_source_that_is_down_fails_clearly_and_the_host_keeps_serving() {
         "{records:#?}"
     );
 }
+
+// --- Guards against a hostile plugin (issue 8) ----------------------------------------------
+
+/// The `sql-script` test plugin, which runs several statements or holds many handles in one
+/// call, next to the `sql` plugin; agent `support` may call both with `grants`.
+fn script_config(ws: &Workspace, grants: &str) {
+    ws.config(&format!(
+        r#"
+        [plugins.sql]
+        path = "{{plugins}}/sql.wasm"
+        max = ["sql:*:rw"]
+        [plugins.sql-script]
+        path = "{{plugins}}/sql-script.wasm"
+        max = ["sql:*:rw"]
+        [sources.crm]
+        kind = "sqlite"
+        path = "crm.db"
+        [agents.support]
+        tools = ["sql/*", "sql-script/*"]
+        grants = {grants}
+        "#
+    ));
+}
+
+/// `sql-script`'s `script` as agent `support`.
+fn script(ws: &Workspace, input: Value) -> Run {
+    ws.call("support", "sql-script", "script", &input.to_string())
+}
+
+/// All audit records, oldest first.
+fn all_audit(ws: &Workspace) -> Vec<Value> {
+    audit_records(&ws.warden(&AUDIT_TAIL_JSON))
+}
+
+/// PRAGMAs that set something, most of them for the whole process (the heap limits, the
+/// temporary folder) or for the connection the host keeps pooled.
+const SETTING_PRAGMAS: [&str; 12] = [
+    "PRAGMA hard_heap_limit = 1",
+    "PRAGMA soft_heap_limit = 1",
+    "PRAGMA mmap_size = 1000000000",
+    "PRAGMA temp_store_directory = '/tmp'",
+    "PRAGMA cache_size = -2000000",
+    "PRAGMA threads = 8",
+    "PRAGMA query_only = 0",
+    "PRAGMA journal_mode = OFF",
+    "PRAGMA writable_schema = 1",
+    "PRAGMA trusted_schema = 1",
+    "PRAGMA shrink_memory",
+    "PRAGMA user_version = 7",
+];
+
+#[test]
+fn pragmas_that_set_anything_are_refused_through_query_and_execute() {
+    let (ws, db) = sqlite_workspace();
+    sqlite_config(&ws, r#"["crm:rw"]"#, r#"["sql:crm:rw"]"#, "");
+    for pragma in SETTING_PRAGMAS {
+        for verb in ["query", "execute"] {
+            let run = on_crm(&ws, verb, pragma);
+            assert_eq!(run.code, 3, "{verb} `{pragma}` was not refused: {run:#?}");
+            assert!(run.error_line().contains("not authorized"), "{run:#?}");
+        }
+    }
+    assert_eq!(count(&db, "PRAGMA user_version"), 0);
+    // The read-only PRAGMAs that describe the schema still answer.
+    let run = on_crm(&ws, "query", "PRAGMA table_info(customers)");
+    run.assert_code(0);
+    assert_eq!(run.json()["rows"].as_array().map(Vec::len), Some(5));
+    let run = on_crm(&ws, "query", "PRAGMA user_version");
+    run.assert_code(0);
+    assert_eq!(run.json()["rows"], json!([[0]]));
+}
+
+#[test]
+fn a_heap_limit_pragma_on_a_read_only_source_cannot_stop_the_audit() {
+    let (ws, _db) = sqlite_workspace();
+    sqlite_config(&ws, r#"["crm:ro"]"#, r#"["sql:crm:ro"]"#, "");
+    // The attack through the real `sql` plugin: had the PRAGMA run, the call's own record,
+    // written after it in the same process, would have failed with "out of memory".
+    let run = on_crm(&ws, "query", "PRAGMA hard_heap_limit = 1");
+    run.assert_fails_with(3, "not authorized");
+    let records = all_audit(&ws);
+    assert!(
+        records.iter().any(|r| r["capability"] == "sql"
+            && r["outcome"] == "denied"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("query: PRAGMA hard_heap_limit = 1"))),
+        "{records:#?}"
+    );
+    assert!(
+        records.iter().any(|r| r["capability"] == "call"),
+        "the call's own record is missing: {records:#?}"
+    );
+    ws.warden(&["audit", "verify", "--config", "warden.toml"])
+        .assert_code(0);
+}
+
+#[test]
+fn process_wide_pragmas_leave_later_uses_in_the_same_call_audited() {
+    let (ws, _db) = sqlite_workspace();
+    script_config(&ws, r#"["crm:ro"]"#);
+    let run = script(
+        &ws,
+        json!({"source": "crm", "steps": [
+            {"verb": "query", "sql": "PRAGMA hard_heap_limit = 1"},
+            {"verb": "query", "sql": "PRAGMA soft_heap_limit = 1"},
+            {"verb": "query", "sql": "PRAGMA mmap_size = 1000000000"},
+            {"verb": "query", "sql": "SELECT count(*) AS later FROM customers"},
+        ]}),
+    );
+    run.assert_code(0);
+    let results = run.json()["results"].clone();
+    for i in 0..3 {
+        assert!(
+            results[i]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not authorized")),
+            "step {i} was not refused: {results:#?}"
+        );
+    }
+    assert_eq!(results[3]["rows"], json!([[3]]), "{results:#?}");
+    let records = all_audit(&ws);
+    assert!(
+        records.iter().any(|r| r["outcome"] == "allowed"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("SELECT count(*) AS later"))),
+        "the later query's record is missing: {records:#?}"
+    );
+    assert!(
+        records.iter().any(|r| r["capability"] == "call"),
+        "{records:#?}"
+    );
+    ws.warden(&["audit", "verify", "--config", "warden.toml"])
+        .assert_code(0);
+}
+
+#[test]
+fn attach_and_vacuum_into_through_query_are_refused() {
+    let (ws, _db) = sqlite_workspace();
+    sqlite_config(&ws, r#"["crm:ro"]"#, r#"["sql:crm:ro"]"#, "");
+    let other = ws.path().join("other.db");
+    let path = other.display().to_string();
+    let run = on_crm_with(&ws, "query", "ATTACH DATABASE ? AS other", json!([path]));
+    assert_eq!(
+        run.code, 3,
+        "ATTACH through query was not refused: {run:#?}"
+    );
+    let run = on_crm_with(&ws, "query", "VACUUM INTO ?", json!([path]));
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(!other.exists(), "a statement created a file: {run:#?}");
+}
+
+#[test]
+fn a_value_larger_than_max_bytes_cannot_be_built_in_host_memory() {
+    let (ws, _db) = sqlite_workspace();
+    sqlite_config(
+        &ws,
+        r#"["crm:rw"]"#,
+        r#"["sql:crm:rw"]"#,
+        "max_bytes = 1000000",
+    );
+    // Only the value's length comes back, so no result limit stops this: SQLITE_LIMIT_LENGTH
+    // does, before SQLite allocates the 50 MB.
+    let run = on_crm(&ws, "query", "SELECT length(randomblob(50000000))");
+    run.assert_fails_with(2, "max_bytes");
+    let run = on_crm(
+        &ws,
+        "execute",
+        "CREATE TABLE big AS SELECT randomblob(50000000) AS b",
+    );
+    run.assert_fails_with(2, "max_bytes");
+}
+
+/// `warden call … sql query` of `statement` on `crm`, under `/usr/bin/time -v`: the run and
+/// the host's peak RSS in MiB.
+fn query_peak_mib(ws: &Workspace, url: Option<&str>, statement: &str) -> (Run, u64) {
+    let input = json!({"source": "crm", "sql": statement}).to_string();
+    let args = [
+        "call",
+        "--config",
+        "warden.toml",
+        "--agent",
+        "support",
+        "sql",
+        "query",
+        "--input",
+        &input,
+    ];
+    let env: Vec<(&str, &str)> = url.map(|url| (CRM_URL_ENV, url)).into_iter().collect();
+    let (run, peak_kib) = ws.warden_peak_rss(&args, &env);
+    (run, peak_kib / 1024)
+}
+
+/// `SELECT zeroblob(1000000), …` with `columns` columns: a row of `columns` MB that costs
+/// nothing to compute.
+fn zeroblob_row(columns: usize) -> String {
+    format!("SELECT {}", vec!["zeroblob(1000000)"; columns].join(", "))
+}
+
+#[test]
+fn a_wide_row_of_zeroblobs_is_refused_without_holding_it_in_host_memory() {
+    let (ws, _db) = sqlite_workspace();
+    sqlite_config(&ws, r#"["crm:ro"]"#, r#"["sql:crm:ro"]"#, "");
+    // The attack: 800 MB in one row. SQLite builds a row whole before the host sees it, so
+    // the number of columns is what bounds it.
+    let (run, peak_mib) = query_peak_mib(&ws, None, &zeroblob_row(800));
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("too many columns"), "{run:#?}");
+    assert!(peak_mib < 300, "warden peaked at {peak_mib} MiB");
+}
+
+#[test]
+fn a_row_over_the_byte_budget_is_never_copied_into_host_memory() {
+    let (ws, _db) = sqlite_workspace();
+    sqlite_config(&ws, r#"["crm:ro"]"#, r#"["sql:crm:ro"]"#, "");
+    // 120 MB that SQLite holds while it steps the row; each value is sized before it would be
+    // copied, so the host never makes its own 120 MB copy.
+    let (run, peak_mib) = query_peak_mib(&ws, None, &zeroblob_row(120));
+    run.assert_code(0);
+    let out = run.json();
+    assert_eq!(out["rows"], json!([]), "{run:#?}");
+    assert_eq!(out["truncated"], json!(true));
+    eprintln!("peak {peak_mib} MiB");
+    assert!(peak_mib < 200, "warden peaked at {peak_mib} MiB");
+}
+
+#[test]
+fn the_sql_handles_of_one_call_are_capped() {
+    let (ws, _db) = sqlite_workspace();
+    script_config(&ws, r#"["crm:ro"]"#);
+    let run = script(
+        &ws,
+        json!({"source": "crm", "open": 1000, "steps": [
+            {"verb": "query", "sql": "SELECT count(*) FROM customers"},
+        ]}),
+    );
+    run.assert_code(0);
+    let out = run.json();
+    assert_eq!(out["opened"], json!(64), "{run:#?}");
+    assert!(
+        out["open_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("64 open SQL handles")),
+        "{run:#?}"
+    );
+    // The handles already open keep working.
+    assert_eq!(out["results"][0]["rows"], json!([[3]]), "{run:#?}");
+}
+
+#[test]
+fn a_source_file_replaced_by_a_symlink_is_refused() {
+    let (ws, db) = sqlite_workspace();
+    sqlite_config(&ws, r#"["crm:ro"]"#, r#"["sql:crm:ro"]"#, "");
+    // What a plugin with `:rw` on the folder could do: crm.db becomes a relative link to
+    // another SQLite file the host can read (Warden's own state store, in the attack).
+    let secret = ws.path().join("secret.db");
+    Connection::open(&secret)
+        .and_then(|c| {
+            c.execute_batch("CREATE TABLE secrets (s TEXT); INSERT INTO secrets VALUES ('x');")
+        })
+        .expect("create secret.db");
+    std::fs::remove_file(&db).expect("remove crm.db");
+    std::os::unix::fs::symlink("secret.db", &db).expect("plant the link");
+    let run = on_crm(&ws, "query", "SELECT s FROM secrets");
+    run.assert_fails_with(4, "symbolic link");
+    assert!(!run.stdout.contains("\"x\""), "{run:#?}");
+}
+
+#[test]
+fn a_source_reached_through_a_linked_folder_is_refused() {
+    let (ws, _db) = sqlite_workspace();
+    std::fs::create_dir(ws.path().join("real")).expect("mkdir real");
+    std::fs::rename(ws.path().join("crm.db"), ws.path().join("real/crm.db")).expect("move");
+    std::os::unix::fs::symlink("real", ws.path().join("data")).expect("link the folder");
+    let source = "kind = \"sqlite\"\npath = \"data/crm.db\"";
+    write_config(&ws, source, r#"["crm:ro"]"#, r#"["sql:crm:ro"]"#);
+    let run = on_crm(&ws, "query", "SELECT count(*) FROM customers");
+    run.assert_fails_with(4, "symbolic link");
+}
+
+/// Holds the state store locked (`BEGIN EXCLUSIVE`) while it lives.
+struct LockedStore {
+    conn: Connection,
+}
+
+impl LockedStore {
+    fn lock(path: &std::path::Path) -> LockedStore {
+        let conn = Connection::open(path).expect("open the state store");
+        conn.execute_batch("BEGIN EXCLUSIVE")
+            .expect("lock the state store");
+        LockedStore { conn }
+    }
+}
+
+impl Drop for LockedStore {
+    fn drop(&mut self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+}
+
+/// Makes a file unwritable, even for root (`chattr +i`), or read-only when not root; undone
+/// when dropped, even on a panic, so the temporary folder can be removed.
+struct Unwritable {
+    paths: Vec<PathBuf>,
+    immutable: bool,
+}
+
+impl Unwritable {
+    fn make(file: &std::path::Path) -> Unwritable {
+        use std::os::unix::fs::PermissionsExt;
+        let immutable = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(file)
+            .status()
+            .is_ok_and(|s| s.success());
+        let mut paths = vec![file.to_path_buf()];
+        if !immutable {
+            let dir = file.parent().expect("a folder").to_path_buf();
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o444)).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+            paths.push(dir);
+        }
+        Unwritable { paths, immutable }
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.immutable {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.paths[0])
+                .status();
+        } else {
+            for path in &self.paths {
+                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755));
+            }
+        }
+    }
+}
+
+/// A workspace whose state store exists (one call has run) and the INSERT its tests attempt.
+fn store_workspace() -> (Workspace, PathBuf, PathBuf) {
+    let (ws, db) = sqlite_workspace();
+    sqlite_config(
+        &ws,
+        r#"["crm:rw"]"#,
+        r#"["sql:crm:rw"]"#,
+        "timeout_ms = 1000",
+    );
+    on_crm(&ws, "query", "SELECT 1").assert_code(0);
+    let store = ws.path().join(".warden/state.db");
+    assert!(
+        store.exists(),
+        "the state store is not at {}",
+        store.display()
+    );
+    (ws, db, store)
+}
+
+const AUDITED_INSERT: &str = "INSERT INTO customers (id, name) VALUES (4, 'Dee')";
+
+#[test]
+fn a_statement_is_not_run_when_the_audit_store_is_locked() {
+    let (ws, db, store) = store_workspace();
+    let run = {
+        let _lock = LockedStore::lock(&store);
+        on_crm(&ws, "execute", AUDITED_INSERT)
+    };
+    run.assert_fails_with(1, "audit store");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM customers WHERE id = 4"),
+        0,
+        "the INSERT ran although its audit record was not committed: {run:#?}"
+    );
+}
+
+#[test]
+fn a_statement_is_not_run_when_the_audit_store_is_locked_after_the_handle_opened() {
+    // The open's record is committed; the store is then locked while a first, slow statement
+    // runs, so the INSERT after it (same call, same handle) cannot record itself.
+    let (ws, db) = sqlite_workspace();
+    script_config(&ws, r#"["crm:rw"]"#);
+    ws.write(
+        "warden.toml",
+        &std::fs::read_to_string(ws.path().join("warden.toml"))
+            .unwrap()
+            .replace(
+                "path = \"crm.db\"",
+                "path = \"crm.db\"\ntimeout_ms = 120000",
+            ),
+    );
+    sql(&ws, "query", json!({"source": "crm", "sql": "SELECT 1"})).assert_code(0);
+    let store = ws.path().join(".warden/state.db");
+    let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n \
+                WHERE i < 30000000) SELECT count(*) FROM n";
+    let run = std::thread::scope(|scope| {
+        let call = scope.spawn(|| {
+            script(
+                &ws,
+                json!({"source": "crm", "steps": [
+                    {"verb": "query", "sql": slow},
+                    {"verb": "execute", "sql": AUDITED_INSERT},
+                ]}),
+            )
+        });
+        let watcher = Connection::open(&store).expect("open the state store");
+        watcher
+            .busy_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let lock = loop {
+            let seen: i64 = watcher
+                .query_row(
+                    "SELECT count(*) FROM audit_log WHERE detail LIKE 'query: WITH RECURSIVE%'",
+                    [],
+                    |row| row.get(0),
+                )
+                .expect("read the audit log");
+            if seen > 0 {
+                break LockedStore::lock(&store);
+            }
+            assert!(
+                !call.is_finished() && started.elapsed().as_secs() < 60,
+                "the slow statement's record never appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let run = call.join().expect("the call's thread");
+        drop(lock);
+        run
+    });
+    run.assert_fails_with(1, "audit store");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM customers WHERE id = 4"),
+        0,
+        "the INSERT ran although its audit record was not committed: {run:#?}"
+    );
+}
+
+#[test]
+fn a_statement_is_not_run_when_the_audit_store_is_unwritable() {
+    let (ws, db, store) = store_workspace();
+    let run = {
+        let _guard = Unwritable::make(&store);
+        on_crm(&ws, "execute", AUDITED_INSERT)
+    };
+    run.assert_fails_with(1, "audit store");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM customers WHERE id = 4"),
+        0,
+        "the INSERT ran although its audit record was not committed: {run:#?}"
+    );
+}
+
+#[test]
+fn postgres_statement_timeout_is_set_inside_the_transaction() {
+    let Some(url) = postgres_url("postgres_statement_timeout_is_set_inside_the_transaction") else {
+        return;
+    };
+    let ws = Workspace::new();
+    postgres_config(&ws, r#"["crm:rw"]"#, "timeout_ms = 1234");
+    let run = pg_on_crm(&ws, &url, "query", "SHOW statement_timeout");
+    run.assert_code(0);
+    assert_eq!(run.json()["rows"], json!([["1234ms"]]), "{run:#?}");
+    // And for writes, where nothing comes back: the statement checks it itself.
+    let run = pg_on_crm(
+        &ws,
+        &url,
+        "execute",
+        "DO $$ BEGIN IF current_setting('statement_timeout') <> '1234ms' THEN \
+         RAISE EXCEPTION 'statement_timeout is %', current_setting('statement_timeout'); \
+         END IF; END $$",
+    );
+    run.assert_code(0);
+}
+
+#[test]
+fn postgres_huge_values_are_cut_without_holding_a_batch_in_host_memory() {
+    let Some(url) =
+        postgres_url("postgres_huge_values_are_cut_without_holding_a_batch_in_host_memory")
+    else {
+        return;
+    };
+    let ws = Workspace::new();
+    postgres_config(&ws, r#"["crm:ro"]"#, "timeout_ms = 60000");
+    let statement = "SELECT repeat('x', 50000000) FROM generate_series(1, 20)";
+    let (run, peak_mib) = query_peak_mib(&ws, Some(&url), statement);
+    eprintln!("peak {peak_mib} MiB");
+    run.assert_code(0);
+    let out = run.json();
+    assert_eq!(out["rows"], json!([]), "{run:#?}");
+    assert_eq!(out["truncated"], json!(true));
+    // 256 rows of 50 MB were fetched in one batch before; one row at a time, one is held.
+    assert!(
+        peak_mib < 300,
+        "warden peaked at {peak_mib} MiB reading rows over the byte budget"
+    );
+}

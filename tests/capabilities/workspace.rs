@@ -92,3 +92,38 @@ pub fn audit_records(run: &Run) -> Vec<serde_json::Value> {
 pub fn built(name: &str) -> PathBuf {
     plugin_path(name)
 }
+
+impl Workspace {
+    /// Runs `warden ARGS` in the workspace with `env` set, under `/usr/bin/time -v`, and
+    /// returns the run and the `warden` process's peak resident set size in KiB.
+    pub fn warden_peak_rss(&self, args: &[&str], env: &[(&str, &str)]) -> (Run, u64) {
+        let reference = warden_command(args);
+        let mut cmd = std::process::Command::new("/usr/bin/time");
+        cmd.arg("-v")
+            .arg(reference.get_program())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("WARDEN_CONFIG")
+            .envs(
+                reference
+                    .get_envs()
+                    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+            )
+            .env_remove("WARDEN_LOG")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let run = run_command(cmd, None);
+        let peak = run
+            .stderr
+            .lines()
+            .find_map(|line| {
+                line.trim()
+                    .strip_prefix("Maximum resident set size (kbytes):")
+                    .map(|kib| kib.trim().parse::<u64>().expect("a number of KiB"))
+            })
+            .unwrap_or_else(|| panic!("/usr/bin/time -v printed no peak RSS: {run:#?}"));
+        (run, peak)
+    }
+}

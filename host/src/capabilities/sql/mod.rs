@@ -17,14 +17,18 @@
 //! - Results stop at the source's row and byte limits, with `truncated` set, and every statement
 //!   has a timeout.
 //! - Every open, query and execute, and every denial, is audited (capability `sql`, the source
-//!   as target, the statement as detail).
+//!   as target, the statement as detail). The audit fails closed: a statement's `allowed` record
+//!   is committed before the statement runs, and if it cannot be, the statement does not run and
+//!   the plugin gets `failed` naming the audit store. A statement that then fails adds a second
+//!   record with what went wrong.
+//! - A call holds at most [`MAX_SQL_HANDLES_PER_CALL`] handles at once.
 
 mod postgres;
 mod postgres_values;
 mod sqlite;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::Resource;
@@ -43,6 +47,10 @@ pub const DEFAULT_MAX_BYTES: u64 = 1 << 20;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
 /// PostgreSQL connections per source when the source sets no `pool_size`.
 pub const DEFAULT_POOL_SIZE: u32 = 4;
+/// The most `sql` handles one call may hold open at once. A handle holds no connection, but
+/// each is an entry in the call's resource table in host memory: without a cap, a plugin could
+/// open them by the million. Dropping a handle frees its place.
+pub const MAX_SQL_HANDLES_PER_CALL: usize = 64;
 /// The most characters of a statement kept in an audit record.
 const AUDITED_STATEMENT_CHARS: usize = 1000;
 
@@ -177,6 +185,46 @@ impl SqlSource {
 /// connection; each statement borrows one from the pool.
 pub(crate) struct SqlHandle {
     source: Arc<SqlSource>,
+    /// Its place among the call's [`MAX_SQL_HANDLES_PER_CALL`], given back when the handle is
+    /// dropped, by the plugin or with the call's resource table.
+    _slot: HandleSlot,
+}
+
+/// Open `sql` handles per call, by call id. Kept here rather than in the call's state so that
+/// the count goes with the handles: a [`HandleSlot`] is dropped with its handle, however the
+/// call ends, and an entry is removed at zero.
+static OPEN_HANDLES: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+
+/// One open handle of a call, counted in [`OPEN_HANDLES`].
+struct HandleSlot {
+    call_id: String,
+}
+
+impl HandleSlot {
+    /// A place for one more handle of `call_id`, or `None` when the call holds the most.
+    fn take(call_id: &str) -> Option<HandleSlot> {
+        let mut open = OPEN_HANDLES.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(call_id.to_string()).or_insert(0);
+        if *count >= MAX_SQL_HANDLES_PER_CALL {
+            return None;
+        }
+        *count += 1;
+        Some(HandleSlot {
+            call_id: call_id.to_string(),
+        })
+    }
+}
+
+impl Drop for HandleSlot {
+    fn drop(&mut self) {
+        let mut open = OPEN_HANDLES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.call_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.call_id);
+            }
+        }
+    }
 }
 
 /// Collects result rows up to a source's row and byte limits.
@@ -199,11 +247,22 @@ impl RowCollector {
         }
     }
 
+    /// Whether one more row of `size` bytes (as [`value_size`] counts them) fits the limits,
+    /// asked before the row is copied or decoded; if not, the result is marked truncated.
+    fn fits(&mut self, size: u64) -> bool {
+        if self.rows.len() as u64 >= self.max_rows
+            || self.bytes.saturating_add(size) > self.max_bytes
+        {
+            self.truncated = true;
+            return false;
+        }
+        true
+    }
+
     /// Adds a row, or notes that it was left out. Returns whether more rows may follow.
     fn push(&mut self, row: Vec<SqlValue>) -> bool {
         let size: u64 = row.iter().map(value_size).sum();
-        if self.rows.len() as u64 >= self.max_rows || self.bytes + size > self.max_bytes {
-            self.truncated = true;
+        if !self.fits(size) {
             return false;
         }
         self.bytes += size;
@@ -253,32 +312,22 @@ impl CallState {
         Ok(handle.source.clone())
     }
 
-    /// Audits one statement (as [`audited_statement`] keeps it) and what became of it.
-    fn audit_statement<T>(
-        &mut self,
-        source: &str,
-        verb: &str,
-        audited: &str,
-        result: &Result<T, DataError>,
-    ) {
-        match result {
-            Ok(_) => {
-                let _ = self.audit(
-                    "sql",
-                    source,
-                    Outcome::Allowed,
-                    &format!("{verb}: {audited}"),
-                );
-            }
-            Err(error) => {
-                let (outcome, why) = error_outcome(error);
-                let _ = self.audit(
-                    "sql",
-                    source,
-                    outcome,
-                    &format!("{verb}: {audited} — {why}"),
-                );
-            }
+    /// Commits the record of a statement about to run. A statement whose record cannot be
+    /// committed must not run: the error (naming the audit store) is what the plugin gets.
+    fn audit_before(&mut self, source: &str, what: &str) -> Result<(), DataError> {
+        self.audit("sql", source, Outcome::Allowed, what)
+            .map_err(|failure| DataError::Failed(failure.to_string()))
+    }
+
+    /// Adds what went wrong to the record of a statement that was refused or failed, and
+    /// returns the error the plugin gets: the statement's own, or, if even this record cannot
+    /// be committed, the audit store's (the call's output is then withheld anyway).
+    fn audit_error(&mut self, source: &str, what: &str, error: DataError) -> DataError {
+        let (outcome, why) = error_outcome(&error);
+        let detail = format!("{what} — {why}");
+        match self.audit("sql", source, outcome, &detail) {
+            Ok(()) => error,
+            Err(failure) => DataError::Failed(failure.to_string()),
         }
     }
 }
@@ -290,8 +339,8 @@ impl HostSql for CallState {
         let access = match self.grants.rights.check_sql(&source, false) {
             Ok(access) => access,
             Err(denial) => {
-                let _ = self.audit("sql", &source, Outcome::Denied, &format!("open — {denial}"));
-                return Ok(Err(DataError::Denied(denial)));
+                let error = DataError::Denied(denial);
+                return Ok(Err(self.audit_error(&source, "open", error)));
             }
         };
         let configured = self
@@ -303,8 +352,16 @@ impl HostSql for CallState {
             // A granted source is a configured one, so this is a host bug, not a policy answer.
             let reason =
                 format!("SQL source `{source}` is granted but was not prepared by this host");
-            let _ = self.audit("sql", &source, Outcome::Failed, &format!("open — {reason}"));
-            return Ok(Err(DataError::Failed(reason)));
+            let error = DataError::Failed(reason);
+            return Ok(Err(self.audit_error(&source, "open", error)));
+        };
+        let Some(slot) = HandleSlot::take(&self.identity.call_id) else {
+            let error = DataError::Denied(format!(
+                "this call already holds {MAX_SQL_HANDLES_PER_CALL} open SQL handles, the most \
+                 one call may hold: drop a handle before opening another (one handle runs any \
+                 number of statements)"
+            ));
+            return Ok(Err(self.audit_error(&source, "open", error)));
         };
         if let Err(failure) = self.audit(
             "sql",
@@ -314,7 +371,10 @@ impl HostSql for CallState {
         ) {
             return Ok(Err(DataError::Failed(failure.to_string())));
         }
-        let handle = self.ctx().table.push(SqlHandle { source: configured })?;
+        let handle = self.ctx().table.push(SqlHandle {
+            source: configured,
+            _slot: slot,
+        })?;
         Ok(Ok(Resource::new_own(handle.rep())))
     }
 
@@ -325,10 +385,12 @@ impl HostSql for CallState {
         params: Vec<SqlValue>,
     ) -> wasmtime::Result<Result<QueryResult, DataError>> {
         let source = self.sql_source(&sql)?;
-        let audited = audited_statement(&statement);
+        let what = format!("query: {}", audited_statement(&statement));
+        if let Err(error) = self.audit_before(&source.name, &what) {
+            return Ok(Err(error));
+        }
         let result = source.query(statement, params).await;
-        self.audit_statement(&source.name, "query", &audited, &result);
-        Ok(result)
+        Ok(result.map_err(|e| self.audit_error(&source.name, &what, e)))
     }
 
     async fn execute(
@@ -338,16 +400,17 @@ impl HostSql for CallState {
         params: Vec<SqlValue>,
     ) -> wasmtime::Result<Result<u64, DataError>> {
         let source = self.sql_source(&sql)?;
-        let audited = audited_statement(&statement);
+        let what = format!("execute: {}", audited_statement(&statement));
         // Checked at each write, not at open: any granted source opens, for reading.
         if let Err(denial) = self.grants.rights.check_sql(&source.name, true) {
-            let result = Err(DataError::Denied(denial));
-            self.audit_statement(&source.name, "execute", &audited, &result);
-            return Ok(result);
+            let error = DataError::Denied(denial);
+            return Ok(Err(self.audit_error(&source.name, &what, error)));
+        }
+        if let Err(error) = self.audit_before(&source.name, &what) {
+            return Ok(Err(error));
         }
         let result = source.execute(statement, params).await;
-        self.audit_statement(&source.name, "execute", &audited, &result);
-        Ok(result)
+        Ok(result.map_err(|e| self.audit_error(&source.name, &what, e)))
     }
 
     async fn drop(&mut self, sql: Resource<Sql>) -> wasmtime::Result<()> {

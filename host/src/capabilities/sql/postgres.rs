@@ -6,8 +6,12 @@
 //! Every statement runs in a transaction of its own:
 //! - `query`: `START TRANSACTION READ ONLY`, then a snapshot is taken at once, after which
 //!   PostgreSQL refuses to switch the transaction to read-write. The statement reads through a
-//!   portal, so only the rows within the limits are ever fetched. The transaction is rolled
-//!   back, which also undoes any `SET` the statement made.
+//!   portal, one row per fetch, so only the rows within the limits are ever fetched, and no
+//!   batch of rows is held before the byte budget sees it: each row's values are sized as they
+//!   arrived, before any is decoded, and a row past `max_bytes` is dropped undecoded. (One row
+//!   is received whole, as the protocol sends it, so a single huge value is held once while it
+//!   is measured; PostgreSQL caps a value at 1 GB.) The transaction is rolled back, which also
+//!   undoes any `SET` the statement made.
 //! - `execute`: `START TRANSACTION READ WRITE`, committed when the statement succeeds.
 //!
 //! Both set `statement_timeout` for their transaction only (`SET LOCAL`). If the server does not
@@ -32,12 +36,13 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
-use super::postgres_values::{PgCell, PgParam};
+use super::postgres_values::{PgCell, PgParam, PgRawSize};
 use super::{RowCollector, SqlLimits};
 use crate::bindings::data::{Column, DataError, QueryResult, SqlValue};
 
-/// Rows fetched per round trip from a query's portal.
-const FETCH_BATCH: u64 = 256;
+/// Rows fetched per round trip from a query's portal. One: a batch is buffered whole by the
+/// client before any of its rows can be measured, and rows can be of any size.
+const FETCH_BATCH: i32 = 1;
 /// How long past the statement timeout the host waits for the server before cancelling itself.
 const SERVER_GRACE: Duration = Duration::from_secs(1);
 
@@ -218,21 +223,13 @@ async fn run_query(
     let values = bound(params);
     let portal = tx.bind(&prepared, &refs(&values)).await.map_err(err)?;
     let mut collector = RowCollector::new(limits);
-    'fetch: loop {
-        // One row past the limit, to learn whether any were left out.
-        let wanted = limits
-            .max_rows
-            .saturating_sub(collector.rows.len() as u64)
-            .saturating_add(1)
-            .clamp(1, FETCH_BATCH);
-        let rows = tx.query_portal(&portal, wanted as i32).await.map_err(err)?;
-        let exhausted = (rows.len() as u64) < wanted;
-        for row in &rows {
-            if !collector.push(row_values(row, &columns)?) {
-                break 'fetch;
-            }
-        }
-        if exhausted {
+    // Until the portal runs dry, or one row past a limit, to learn whether any were left out.
+    loop {
+        let rows = tx.query_portal(&portal, FETCH_BATCH).await.map_err(err)?;
+        let Some(row) = rows.first() else {
+            break;
+        };
+        if !collector.fits(raw_size(row)) || !collector.push(row_values(row, &columns)?) {
             break;
         }
     }
@@ -243,6 +240,13 @@ async fn run_query(
         rows: collector.rows,
         truncated: collector.truncated,
     })
+}
+
+/// The bytes of a row's values as they arrived, read without decoding them.
+fn raw_size(row: &Row) -> u64 {
+    (0..row.len())
+        .map(|i| row.try_get::<_, PgRawSize>(i).map_or(0, |size| size.0))
+        .sum()
 }
 
 fn row_values(row: &Row, columns: &[Column]) -> Result<Vec<SqlValue>, DataError> {

@@ -63,6 +63,25 @@ fn real_text(r: f64) -> String {
     }
 }
 
+/// The size of one result cell as it arrived, learnt without decoding it; NULL counts 1, as in
+/// `value_size`.
+#[derive(Debug)]
+pub(super) struct PgRawSize(pub u64);
+
+impl<'a> FromSql<'a> for PgRawSize {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        Ok(PgRawSize(raw.len() as u64))
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, BoxError> {
+        Ok(PgRawSize(1))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
 /// One result cell.
 #[derive(Debug)]
 pub(super) struct PgCell(pub SqlValue);
