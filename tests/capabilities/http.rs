@@ -896,9 +896,13 @@ fn assert_an_unrecordable_request_is_not_sent(
             _ => Reply::Text("must not be reached"),
         })
     };
-    let ws = token_workspace(&server);
-    let state = ws.path().join("state.db");
-    store.set(state.clone()).unwrap();
+    // A request deadline well past the store's busy wait (5 s): the request must be stopped by
+    // its missing record, not by running out of time while the record was tried.
+    let ws = api_workspace(
+        &server,
+        &format!("timeout_ms = 30000\nheaders = {{ Authorization = \"env:{TOKEN_VAR}\" }}"),
+    );
+    store.set(ws.path().join("state.db")).unwrap();
     let run = get(&ws, &server.url("/v2/start"));
     undo();
     let paths: Vec<String> = server.requests().into_iter().map(|s| s.path).collect();
@@ -945,6 +949,33 @@ fn an_unwritable_audit_store_stops_the_request_and_withholds_the_result() {
                     .take()
                     .expect("the store was made unwritable"),
             );
+        },
+    );
+}
+
+#[test]
+fn an_http_audit_failure_alone_withholds_the_result() {
+    // The store is locked for a little longer than one busy wait (5 s): the record of the second
+    // request fails, and the lock is gone by the time the call's own record is written. The
+    // plugin would make a result of the refusal; the host must still withhold it.
+    let unlocked: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
+    let held = unlocked.clone();
+    assert_an_unrecordable_request_is_not_sent(
+        move |state| {
+            let conn = rusqlite::Connection::open(state).unwrap();
+            conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            *held.lock().unwrap() = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(6500));
+                conn.execute_batch("ROLLBACK").unwrap();
+            }));
+        },
+        move || {
+            let unlock = unlocked
+                .lock()
+                .unwrap()
+                .take()
+                .expect("the store was locked");
+            unlock.join().unwrap();
         },
     );
 }
@@ -1037,4 +1068,23 @@ fn too_many_resources_in_one_call_is_the_memory_limit() {
     let (run, _) = hog(4_000, 1);
     run.assert_code(0);
     assert_eq!(run.json()["created"], 4_000, "{run:#?}");
+}
+
+#[test]
+fn config_check_refuses_a_method_no_source_may_send() {
+    let server = untouchable();
+    let ws = api_workspace(&server, r#"methods = ["GET", "TRACE"]"#);
+    let run = warden(&ws, &["config", "check", "--config", "warden.toml"]);
+    assert_ne!(run.code, 0, "{run:#?}");
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains("sources.api.methods")
+            && all.contains("`TRACE` is not a method a source may send"),
+        "{run:#?}"
+    );
+    let ws = api_workspace(&server, "max_requests = 0");
+    let run = warden(&ws, &["config", "check", "--config", "warden.toml"]);
+    assert_ne!(run.code, 0, "{run:#?}");
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("sources.api.max_requests"), "{run:#?}");
 }
