@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,11 +34,15 @@ enum Reply {
     Silence,
     /// Sends the head and the first bytes of a 100-byte body, then nothing more.
     Stall,
+    /// 200, echoing the request's `Authorization` in a header and in the body, as a debugging
+    /// endpoint or a reflecting error page would.
+    EchoAuthorization,
 }
 
 /// One request the server received.
 #[derive(Debug, Clone)]
 struct Seen {
+    method: String,
     path: String,
     headers: Vec<(String, String)>,
 }
@@ -133,18 +137,20 @@ fn serve(
     }
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut lines = text.split("\r\n");
-    let path = lines
-        .next()
-        .unwrap_or_default()
-        .split(' ')
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    let headers = lines
+    let mut request_line = lines.next().unwrap_or_default().split(' ');
+    let method = request_line.next().unwrap_or_default().to_string();
+    let path = request_line.next().unwrap_or_default().to_string();
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         .collect();
+    let authorization = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     seen.lock().unwrap().push(Seen {
+        method,
         path: path.clone(),
         headers,
     });
@@ -164,6 +170,16 @@ fn serve(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{}",
             "x".repeat(n)
         ),
+        Reply::EchoAuthorization => {
+            let body = format!(
+                "you sent: Authorization: {authorization}; token={}",
+                authorization.rsplit(' ').next().unwrap_or_default()
+            );
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Echo-Authorization: {authorization}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
         Reply::Stall => {
             let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nfirst bytes";
             let _ = conn.write_all(head.as_bytes());
@@ -317,11 +333,14 @@ fn allowed_get_returns_the_body_and_is_audited() {
     assert_eq!(out["text"], "hello from the API");
     assert_eq!(out["content_type"], "text/plain; charset=utf-8");
     assert_eq!(server.requests()[0].path, "/v2/tickets?page=1");
+    // Committed before the request was sent, so it names the method, source and address, not
+    // the status.
     let record = only_record(&ws);
     assert_eq!(record["outcome"], "allowed");
     assert_eq!(record["target"], url);
+    let detail = record["detail"].as_str().unwrap();
     assert!(
-        record["detail"].as_str().unwrap().contains("200"),
+        detail.contains("GET via source `api` to 127.0.0.1:"),
         "{record:#?}"
     );
 }
@@ -496,8 +515,8 @@ fn declared_response_over_max_bytes_fails_clearly() {
         4,
         "5000 bytes, is larger than http source `api` allows (its max_bytes)",
     );
-    let record = only_record(&ws);
-    assert_eq!(record["outcome"], "failed");
+    assert_eq!(outcomes(&ws), ["allowed", "failed"]);
+    let record = audit(&ws).pop().unwrap();
     assert!(
         record["detail"]
             .as_str()
@@ -536,8 +555,8 @@ fn a_server_that_never_answers_times_out() {
         "took {:?}",
         started.elapsed()
     );
-    let record = only_record(&ws);
-    assert_eq!(record["outcome"], "failed");
+    assert_eq!(outcomes(&ws), ["allowed", "failed"]);
+    let record = audit(&ws).pop().unwrap();
     assert!(
         record["detail"].as_str().unwrap().contains("500 ms"),
         "{record:#?}"
@@ -582,8 +601,8 @@ fn https_to_a_server_that_does_not_speak_tls_fails_clearly() {
     let run = get(&ws, &format!("https://127.0.0.1:{port}/v2/x"));
     run.assert_fails_with(4, "TlsProtocolError");
     server.join().unwrap();
-    let record = only_record(&ws);
-    assert_eq!(record["outcome"], "failed");
+    assert_eq!(outcomes(&ws), ["allowed", "failed"]);
+    let record = audit(&ws).pop().unwrap();
     assert!(
         record["detail"]
             .as_str()
@@ -647,4 +666,425 @@ fn the_audit_chain_holds_the_http_records() {
         assert_eq!(record["agent"], "agent");
     }
     warden(&ws, &["audit", "verify", "--config", "warden.toml"]).assert_code(0);
+}
+
+/// `header-echo send` of `method` to `path` on `server`, with `headers` set by the plugin.
+fn echo(ws: &Workspace, server: &TestServer, method: &str, path: &str, headers: Value) -> Run {
+    let input = json!({
+        "scheme": "http",
+        "authority": format!("127.0.0.1:{}", server.port()),
+        "path": path,
+        "method": method,
+        "headers": headers,
+    });
+    call(ws, "header-echo", "send", &input.to_string())
+}
+
+#[test]
+fn an_echoed_credential_is_masked_in_the_response_headers_and_body() {
+    let server = TestServer::start(|_| Reply::EchoAuthorization);
+    let ws = token_workspace(&server);
+    let run = echo(&ws, &server, "GET", "/v2/debug", json!([]));
+    run.assert_code(0);
+    assert_eq!(server.requests()[0].header("authorization"), [TOKEN]);
+    let out = run.json();
+    assert_eq!(out["status"], 200, "{out:#?}");
+    let echoed = out["response_headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "x-echo-authorization")
+        .expect("the echo header reaches the plugin")[1]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(echoed, "*".repeat(TOKEN.len()), "{out:#?}");
+    let body = out["body"].as_str().unwrap();
+    assert!(body.starts_with("you sent: Authorization: ***"), "{body}");
+    assert!(!run.stdout.contains("s3cret"), "{run:#?}");
+    assert!(!run.stderr.contains("s3cret"), "{run:#?}");
+}
+
+#[test]
+fn a_method_the_source_does_not_list_is_refused() {
+    let server = untouchable();
+    let ws = token_workspace(&server);
+    for method in ["DELETE", "POST", "TRACE"] {
+        let run = echo(&ws, &server, method, "/v2/tickets/1", json!([]));
+        run.assert_code(0);
+        assert_eq!(
+            run.json()["error"],
+            "ErrorCode::HttpRequestDenied",
+            "{run:#?}"
+        );
+    }
+    assert!(server.requests().is_empty(), "the request left the host");
+    let records = audit(&ws);
+    assert_eq!(records.len(), 3, "{records:#?}");
+    for record in &records {
+        assert_eq!(record["outcome"], "denied");
+        let detail = record["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("sends GET, HEAD only") && detail.contains("to sources.api.methods"),
+            "{detail}"
+        );
+    }
+}
+
+#[test]
+fn a_method_the_source_lists_is_sent() {
+    let server = TestServer::start(|_| Reply::Text("deleted"));
+    let ws = api_workspace(&server, r#"methods = ["GET", "DELETE"]"#);
+    let run = echo(&ws, &server, "DELETE", "/v2/tickets/1", json!([]));
+    run.assert_code(0);
+    assert_eq!(run.json()["status"], 200, "{run:#?}");
+    let seen = server.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "DELETE");
+    // HEAD is in the default, not in this list.
+    let run = echo(&ws, &server, "HEAD", "/v2/tickets/1", json!([]));
+    assert_eq!(
+        run.json()["error"],
+        "ErrorCode::HttpRequestDenied",
+        "{run:#?}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn headers_that_reroute_a_request_are_refused() {
+    let server = untouchable();
+    let ws = token_workspace(&server);
+    let rerouting = [
+        ("X-Original-URL", "/admin"),
+        ("X-Rewrite-URL", "/admin"),
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-HTTP-Method", "DELETE"),
+        ("X-Method-Override", "DELETE"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("X-Forwarded-Host", "admin.internal"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("Forwarded", "for=127.0.0.1;host=admin.internal"),
+    ];
+    for (name, value) in rerouting {
+        let run = echo(&ws, &server, "GET", "/v2/me", json!([[name, value]]));
+        run.assert_code(0);
+        assert_eq!(
+            run.json()["error"],
+            "ErrorCode::HttpRequestDenied",
+            "{name}: {run:#?}"
+        );
+    }
+    assert!(server.requests().is_empty(), "the request left the host");
+    let records = audit(&ws);
+    assert_eq!(records.len(), rerouting.len(), "{records:#?}");
+    for (record, (name, _)) in records.iter().zip(rerouting) {
+        assert_eq!(record["outcome"], "denied");
+        let detail = record["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("it sets `{}`", name.to_ascii_lowercase())),
+            "{detail}"
+        );
+    }
+}
+
+#[test]
+fn dot_segments_with_parameters_or_double_encoding_are_refused() {
+    let server = untouchable();
+    let ws = token_workspace(&server);
+    for path in [
+        "/v2/..;/admin",
+        "/v2/%252e%252e/admin",
+        "/v2/.%2e/admin",
+        "/v2/%2e%2E;x=1/admin",
+    ] {
+        get(&ws, &server.url(path)).assert_fails_with(3, "the host refused");
+    }
+    assert!(server.requests().is_empty(), "the request left the host");
+    assert_eq!(outcomes(&ws), ["denied", "denied", "denied", "denied"]);
+}
+
+#[test]
+fn requests_past_max_requests_in_one_call_are_refused() {
+    let server = TestServer::start(|path| {
+        let hop: u32 = path.trim_start_matches("/v2/hop").parse().unwrap_or(0);
+        Reply::Redirect(format!("/v2/hop{}", hop + 1))
+    });
+    let ws = api_workspace(&server, "max_requests = 3");
+    let run = get(&ws, &server.url("/v2/hop0"));
+    run.assert_fails_with(3, "the host refused");
+    assert_eq!(server.requests().len(), 3, "{:#?}", server.requests());
+    assert_eq!(outcomes(&ws), ["allowed", "allowed", "allowed", "denied"]);
+    let denial = audit(&ws).pop().unwrap();
+    assert!(
+        denial["detail"].as_str().unwrap().contains(
+            "sent its 3 requests through source `api`; an operator raises sources.api.max_requests"
+        ),
+        "{denial:#?}"
+    );
+    // The count is per call: the next call starts from zero.
+    get(&ws, &server.url("/v2/hop0")).assert_code(3);
+    assert_eq!(server.requests().len(), 6);
+}
+
+/// Makes files unwritable for as long as it lives, even through the handles a running `warden`
+/// already has open (`chattr +i`, which tests running as root can use), and writable again when
+/// dropped, so the temp dir can be removed. Not root: `chmod 0444` on the files and their folder,
+/// which only stops new handles.
+struct Unwritable {
+    paths: Vec<std::path::PathBuf>,
+    chattr: bool,
+}
+
+impl Unwritable {
+    fn new(paths: &[std::path::PathBuf]) -> Unwritable {
+        use std::os::unix::fs::PermissionsExt;
+        let paths: Vec<_> = paths.iter().filter(|p| p.exists()).cloned().collect();
+        let chattr = std::process::Command::new("chattr")
+            .arg("+i")
+            .args(&paths)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !chattr {
+            for p in &paths {
+                let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o444));
+            }
+            if let Some(dir) = paths.first().and_then(|p| p.parent()) {
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555));
+            }
+        }
+        Unwritable { paths, chattr }
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.chattr {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .args(&self.paths)
+                .status();
+        } else {
+            if let Some(dir) = self.paths.first().and_then(|p| p.parent()) {
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+            }
+            for p in &self.paths {
+                let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644));
+            }
+        }
+    }
+}
+
+/// Runs `http-get` on `/v2/start`, which the server answers only after `spoil` has made the
+/// state store refuse writes, with a redirect to `/v2/next`. The first request was recorded and
+/// sent; the second one's record cannot be committed, so it must never reach the server, and
+/// the call must fail naming the audit store. (The store is spoiled mid-call because `warden`
+/// also writes to it as it starts.) `undo` runs right after the call.
+fn assert_an_unrecordable_request_is_not_sent(
+    spoil: impl Fn(&std::path::Path) + Send + Sync + 'static,
+    undo: impl FnOnce(),
+) {
+    let store: Arc<OnceLock<std::path::PathBuf>> = Arc::default();
+    let server = {
+        let store = store.clone();
+        TestServer::start(move |path| match path {
+            "/v2/start" => {
+                spoil(store.get().expect("the store's path"));
+                Reply::Redirect("/v2/next".into())
+            }
+            _ => Reply::Text("must not be reached"),
+        })
+    };
+    // A request deadline well past the store's busy wait (5 s): the request must be stopped by
+    // its missing record, not by running out of time while the record was tried.
+    let ws = api_workspace(
+        &server,
+        &format!("timeout_ms = 30000\nheaders = {{ Authorization = \"env:{TOKEN_VAR}\" }}"),
+    );
+    store.set(ws.path().join("state.db")).unwrap();
+    let run = get(&ws, &server.url("/v2/start"));
+    undo();
+    let paths: Vec<String> = server.requests().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        ["/v2/start"],
+        "a request left the host without its audit record: {run:#?}"
+    );
+    // The store as the config names it.
+    run.assert_fails_with(1, "could not be committed to the audit store ./state.db");
+}
+
+#[test]
+fn a_locked_audit_store_stops_the_request_and_withholds_the_result() {
+    let lock: Arc<Mutex<Option<rusqlite::Connection>>> = Arc::default();
+    let held = lock.clone();
+    assert_an_unrecordable_request_is_not_sent(
+        move |state| {
+            let conn = rusqlite::Connection::open(state).unwrap();
+            conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            *held.lock().unwrap() = Some(conn);
+        },
+        move || {
+            let conn = lock.lock().unwrap().take().expect("the store was locked");
+            conn.execute_batch("ROLLBACK").unwrap();
+        },
+    );
+}
+
+#[test]
+fn an_unwritable_audit_store_stops_the_request_and_withholds_the_result() {
+    let guard: Arc<Mutex<Option<Unwritable>>> = Arc::default();
+    let held = guard.clone();
+    assert_an_unrecordable_request_is_not_sent(
+        move |state| {
+            let wal = state.with_extension("db-wal");
+            *held.lock().unwrap() = Some(Unwritable::new(&[state.to_path_buf(), wal]));
+        },
+        move || {
+            drop(
+                guard
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .expect("the store was made unwritable"),
+            );
+        },
+    );
+}
+
+#[test]
+fn an_http_audit_failure_alone_withholds_the_result() {
+    // The store is locked for a little longer than one busy wait (5 s): the record of the second
+    // request fails, and the lock is gone by the time the call's own record is written. The
+    // plugin would make a result of the refusal; the host must still withhold it.
+    let unlocked: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
+    let held = unlocked.clone();
+    assert_an_unrecordable_request_is_not_sent(
+        move |state| {
+            let conn = rusqlite::Connection::open(state).unwrap();
+            conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            *held.lock().unwrap() = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(6500));
+                conn.execute_batch("ROLLBACK").unwrap();
+            }));
+        },
+        move || {
+            let unlock = unlocked
+                .lock()
+                .unwrap()
+                .take()
+                .expect("the store was locked");
+            unlock.join().unwrap();
+        },
+    );
+}
+
+/// The `warden` run of `args` under `/usr/bin/time -v`, and its peak RSS in KiB.
+fn timed(ws: &Workspace, args: &[&str]) -> (Run, u64) {
+    let report = ws.path().join("time.txt");
+    let inner = crate::common::warden_command(args);
+    let mut cmd = std::process::Command::new("/usr/bin/time");
+    cmd.arg("-v")
+        .arg("-o")
+        .arg(&report)
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(ws.path())
+        .env_remove("WARDEN_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    let run = crate::common::run_command(cmd, None);
+    let text = std::fs::read_to_string(&report).expect("the time report");
+    let kib = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {text}"));
+    (run, kib)
+}
+
+/// `fields-hog hog` with no grant at all: `count` fields of `bytes` each.
+fn hog(count: u32, bytes: u32) -> (Run, u64) {
+    let ws = Workspace::new();
+    ws.config(
+        r#"
+        [state]
+        url = "sqlite://state.db"
+        [plugins.fields-hog]
+        path = "{plugins}/fields-hog.wasm"
+        [agents.agent]
+        tools = ["fields-hog/*"]
+        "#,
+    );
+    let input = json!({"count": count, "bytes": bytes}).to_string();
+    timed(
+        &ws,
+        &[
+            "call",
+            "--config",
+            "warden.toml",
+            "--agent",
+            "agent",
+            "fields-hog",
+            "hog",
+            "--input",
+            &input,
+        ],
+    )
+}
+
+#[test]
+fn header_fields_a_plugin_creates_are_charged_to_its_memory_limit() {
+    // 20,000 fields of 120 KB took the host to 2.4 GB when only linear memory was counted.
+    let (run, peak_kib) = hog(20_000, 120_000);
+    run.assert_fails_with(5, "limit exceeded: memory");
+    assert!(
+        peak_kib < 300 * 1024,
+        "the host peaked at {} MiB",
+        peak_kib / 1024
+    );
+    // A plugin well inside its budget is not disturbed.
+    let (run, _) = hog(100, 1_000);
+    run.assert_code(0);
+    assert_eq!(run.json()["created"], 100, "{run:#?}");
+}
+
+#[test]
+fn too_many_resources_in_one_call_is_the_memory_limit() {
+    // Tiny fields: the bytes stay far under 64 MiB, the count does not.
+    let (run, _) = hog(5_000, 1);
+    run.assert_fails_with(5, "limit exceeded: memory");
+    let (run, _) = hog(4_000, 1);
+    run.assert_code(0);
+    assert_eq!(run.json()["created"], 4_000, "{run:#?}");
+}
+
+#[test]
+fn config_check_refuses_a_method_no_source_may_send() {
+    let server = untouchable();
+    let ws = api_workspace(&server, r#"methods = ["GET", "TRACE"]"#);
+    let run = warden(&ws, &["config", "check", "--config", "warden.toml"]);
+    assert_ne!(run.code, 0, "{run:#?}");
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains("sources.api.methods")
+            && all.contains("`TRACE` is not a method a source may send"),
+        "{run:#?}"
+    );
+    let ws = api_workspace(&server, "max_requests = 0");
+    let run = warden(&ws, &["config", "check", "--config", "warden.toml"]);
+    assert_ne!(run.code, 0, "{run:#?}");
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("sources.api.max_requests"), "{run:#?}");
 }

@@ -191,6 +191,12 @@ fn check_source(config: &WardenConfig, name: &str, s: &SourceConfig, p: &mut Pro
         if s.allow_private_addresses {
             not_for("allow_private_addresses", p);
         }
+        if s.methods.is_some() {
+            not_for("methods", p);
+        }
+        if s.max_requests.is_some() {
+            not_for("max_requests", p);
+        }
     }
     if !is_sql {
         if s.max_rows.is_some() {
@@ -237,6 +243,12 @@ fn check_source(config: &WardenConfig, name: &str, s: &SourceConfig, p: &mut Pro
                 if let Err(e) = crate::capabilities::http::parse_allow_pattern(pattern) {
                     p.add(format!("{key}.allow[{i}]"), e);
                 }
+            }
+            if let Err(e) = crate::capabilities::http::parse_methods(s.methods.as_deref()) {
+                p.add(format!("{key}.methods"), e);
+            }
+            if let Err(e) = crate::capabilities::http::check_max_requests(s.max_requests) {
+                p.add(format!("{key}.max_requests"), e);
             }
             for (header, value) in &s.headers {
                 if let Some(var) = value.strip_prefix("env:")

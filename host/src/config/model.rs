@@ -114,6 +114,10 @@ pub struct SourceConfig {
     pub timeout_ms: Option<u64>,
     /// `postgres`: connections in the pool (default 4).
     pub pool_size: Option<u32>,
+    /// `http`: the methods the source sends (default GET and HEAD).
+    pub methods: Option<Vec<String>>,
+    /// `http`: the most requests one call sends through the source (default 100).
+    pub max_requests: Option<u32>,
 }
 
 /// `[models.ALIAS]`.

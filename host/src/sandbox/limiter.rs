@@ -1,5 +1,6 @@
-//! Caps a call's linear memory across all of its memories, and remembers that it did, so that
-//! the trap a guest raises when its allocator fails is reported as the memory limit.
+//! Caps a call's memory: its linear memory across all of its memories, plus what its resources
+//! hold on the host (header fields, unsent bodies; see `sandbox::state`), in one budget. It
+//! remembers that it refused, so that the trap that follows is reported as the memory limit.
 
 use wasmtime::ResourceLimiter;
 
@@ -10,7 +11,10 @@ const MAX_TABLE_ELEMENTS: usize = 200_000;
 #[derive(Debug)]
 pub struct CallLimiter {
     max_bytes: usize,
+    /// Linear memory.
     in_use: usize,
+    /// What the call's resources hold on the host, as last charged.
+    host_bytes: usize,
     refused: bool,
 }
 
@@ -20,6 +24,7 @@ impl CallLimiter {
         CallLimiter {
             max_bytes,
             in_use: 0,
+            host_bytes: 0,
             refused: false,
         }
     }
@@ -27,6 +32,21 @@ impl CallLimiter {
     /// Whether a memory growth was refused during the call.
     pub fn memory_refused(&self) -> bool {
         self.refused
+    }
+
+    /// Charges `bytes` held on the host for the call's resources, replacing the last charge;
+    /// `false` (and nothing charged) when that and the linear memory pass the limit.
+    pub fn charge_host(&mut self, bytes: usize) -> bool {
+        if self.in_use.saturating_add(bytes) > self.max_bytes {
+            return false;
+        }
+        self.host_bytes = bytes;
+        true
+    }
+
+    /// Marks the call as over its memory limit: it ends as `limit exceeded: memory`.
+    pub fn refuse(&mut self) {
+        self.refused = true;
     }
 }
 
@@ -38,7 +58,7 @@ impl ResourceLimiter for CallLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let after = self.in_use.saturating_sub(current).saturating_add(desired);
-        if after > self.max_bytes {
+        if after.saturating_add(self.host_bytes) > self.max_bytes {
             self.refused = true;
             return Ok(false);
         }
@@ -69,6 +89,20 @@ mod tests {
             "a second memory shares the budget"
         );
         assert!(limiter.memory_refused());
+    }
+
+    #[test]
+    fn host_bytes_share_the_budget_with_linear_memory() {
+        let mut limiter = CallLimiter::new(100);
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        assert!(limiter.charge_host(40));
+        assert!(!limiter.charge_host(41), "60 + 41 is past 100");
+        assert!(
+            !limiter.memory_growing(60, 61, None).unwrap(),
+            "the host's 40 bytes count against growth"
+        );
+        assert!(limiter.charge_host(10), "a lower charge replaces the last");
+        assert!(limiter.memory_growing(60, 90, None).unwrap());
     }
 
     #[test]

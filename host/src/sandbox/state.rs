@@ -1,12 +1,88 @@
 //! The data of one call's store: a WASI context that grants nothing, the memory limiter, the
 //! captured stdio, and who is calling (for the log and, later, the grants and the audit).
+//!
+//! It also bounds what a plugin makes the host hold for it outside its linear memory: the
+//! resources in the call's table ([`MAX_RESOURCES`]), and the bytes of the header fields and
+//! unsent request bodies among them, which are charged to the call's memory limit. A call over
+//! either is cut off: from then on every resource it names is unknown, so its next host call
+//! traps, and the call ends as `limit exceeded: memory`.
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::FieldMap;
+use wasmtime_wasi_http::p2::body::HostOutgoingBody;
+use wasmtime_wasi_http::p2::types::{
+    HostIncomingResponse, HostOutgoingRequest, HostOutgoingResponse,
+};
 
 use super::{CAPTURED_OUTPUT_BYTES, CallLimiter, CallLimits, CapturedOutput};
 use crate::capabilities::{AuditFailure, CallGrants, CallSite, files, http};
 use crate::policy::Outcome;
+
+/// The most resources (fields, requests, streams, pollables, descriptors, ...) one call may hold
+/// at once. Ordinary plugins hold a handful; wasmtime's own default is 1,000,000.
+pub const MAX_RESOURCES: usize = 4096;
+/// What one resource is charged in host memory, besides the bytes it holds: its table entry and
+/// the host object behind it.
+const RESOURCE_BYTES: usize = 256;
+/// What one header is charged besides its name and value: the header map's index and entry.
+const HEADER_BYTES: usize = 64;
+/// Room past [`MAX_RESOURCES`] for the few resources one host call may add before the next is
+/// charged; the table refuses more (a trap) as a backstop.
+const RESOURCE_SLACK: usize = 64;
+
+/// What a call's resources hold on the host, and whether the call went over its budget.
+#[derive(Default)]
+pub(crate) struct HostResources {
+    /// An empty table, shown to a call over its budget instead of its own: every handle it
+    /// names is unknown and nothing can be added, so its next host call traps.
+    spent: ResourceTable,
+    exhausted: bool,
+}
+
+impl HostResources {
+    /// The table a host call works on: the call's own, or, once it went over, the spent one.
+    pub(crate) fn table<'a>(&'a mut self, live: &'a mut ResourceTable) -> &'a mut ResourceTable {
+        if self.exhausted {
+            self.spent.set_max_capacity(0);
+            &mut self.spent
+        } else {
+            live
+        }
+    }
+}
+
+/// How many resources `table` holds, and the host bytes they are charged.
+fn held_by(table: &mut ResourceTable) -> (usize, usize) {
+    fn fields(map: &FieldMap) -> usize {
+        map.iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + HEADER_BYTES)
+            .sum()
+    }
+    let mut count = 0;
+    let mut bytes = 0usize;
+    for entry in table.iter_mut() {
+        count += 1;
+        let held = if let Some(map) = entry.downcast_ref::<FieldMap>() {
+            fields(map)
+        } else if let Some(request) = entry.downcast_ref::<HostOutgoingRequest>() {
+            fields(&request.headers)
+                + request.path_with_query.as_ref().map_or(0, String::len)
+                + request.authority.as_ref().map_or(0, String::len)
+        } else if let Some(response) = entry.downcast_ref::<HostOutgoingResponse>() {
+            fields(&response.headers)
+        } else if let Some(response) = entry.downcast_ref::<HostIncomingResponse>() {
+            fields(&response.headers)
+        } else if entry.is::<HostOutgoingBody>() {
+            // Up to one chunk in the channel and one being written (see the http gate's hooks).
+            2 * http::OUTGOING_BODY_CHUNK
+        } else {
+            0
+        };
+        bytes = bytes.saturating_add(RESOURCE_BYTES + held);
+    }
+    (count, bytes)
+}
 
 /// Who is calling which tool: set by the host, never by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +147,8 @@ pub struct CallState {
     /// The first audit record of this call that could not be committed. The call's result is
     /// then withheld, whatever the plugin made of the refusal (fail closed).
     pub(crate) audit_failure: Option<AuditFailure>,
+    /// What the call's resources hold on the host (see the module doc).
+    pub(crate) resources: HostResources,
 }
 
 impl CallState {
@@ -99,9 +177,11 @@ impl CallState {
         )
         .err();
         let wasi = builder.build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES + RESOURCE_SLACK);
         CallState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: CallLimiter::new(limits.memory_bytes()),
             stdout,
             stderr,
@@ -112,7 +192,33 @@ impl CallState {
             grants,
             http: http::CallHttp::new(),
             audit_failure,
+            resources: HostResources::default(),
         }
+    }
+
+    /// Runs before every WASI and `wasi:http` host call: takes over an audit failure of an HTTP
+    /// request (they run on their own tasks), and charges what the call's resources hold on the
+    /// host to its memory limit, cutting the call off when it is over (see the module doc).
+    /// The cost is a walk over the call's resources, which an ordinary call keeps to a handful.
+    pub(crate) fn account_host_resources(&mut self) {
+        if self.audit_failure.is_none()
+            && let Some(failure) = self.http.audit_failure()
+        {
+            self.audit_failure = Some(failure.clone());
+        }
+        if self.resources.exhausted {
+            return;
+        }
+        let (count, bytes) = held_by(&mut self.table);
+        if count >= MAX_RESOURCES {
+            tracing::warn!(plugin = %self.plugin, "the call holds {count} resources, the most one call may (MAX_RESOURCES); it is cut off");
+        } else if !self.limiter.charge_host(bytes) {
+            tracing::warn!(plugin = %self.plugin, "the call's resources hold {bytes} bytes on the host, past its memory limit; it is cut off");
+        } else {
+            return;
+        }
+        self.limiter.refuse();
+        self.resources.exhausted = true;
     }
 
     /// Records a capability use or denial of this call in the audit log. On a failure the use
@@ -142,9 +248,10 @@ impl CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.account_host_resources();
         WasiCtxView {
             ctx: &mut self.wasi,
-            table: &mut self.table,
+            table: self.resources.table(&mut self.table),
         }
     }
 }

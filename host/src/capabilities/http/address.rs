@@ -171,3 +171,102 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An address in one of the IPv4 networks that are never public: (network, prefix length).
+    fn non_public_v4() -> impl Strategy<Value = Ipv4Addr> {
+        let networks: [(u32, u32); 10] = [
+            (0x7f00_0000, 8),  // 127/8
+            (0x0a00_0000, 8),  // 10/8
+            (0xac10_0000, 12), // 172.16/12
+            (0xc0a8_0000, 16), // 192.168/16
+            (0xa9fe_0000, 16), // 169.254/16 (with the metadata address)
+            (0x6440_0000, 10), // 100.64/10
+            (0x0000_0000, 8),  // 0/8
+            (0xe000_0000, 4),  // 224/4, multicast
+            (0xf000_0000, 4),  // 240/4, reserved and broadcast
+            (0xa9fe_a9fe, 32), // 169.254.169.254
+        ];
+        (0..networks.len(), any::<u32>()).prop_map(move |(i, bits)| {
+            let (net, len) = networks[i];
+            let host = if len == 32 {
+                0
+            } else {
+                bits & (u32::MAX >> len)
+            };
+            Ipv4Addr::from(net | host)
+        })
+    }
+
+    /// An address in one of the IPv6 networks that are never public.
+    fn non_public_v6() -> impl Strategy<Value = Ipv6Addr> {
+        let networks: [(u128, u32); 5] = [
+            (0xfc00 << 112, 7),  // unique local
+            (0xfe80 << 112, 10), // link-local
+            (0xfec0 << 112, 10), // site-local
+            (0xff00 << 112, 8),  // multicast
+            (1, 128),            // ::1
+        ];
+        (0..networks.len(), any::<u128>()).prop_map(move |(i, bits)| {
+            let (net, len) = networks[i];
+            let host = if len == 128 {
+                0
+            } else {
+                bits & (u128::MAX >> len)
+            };
+            Ipv6Addr::from(net | host)
+        })
+    }
+
+    /// The IPv6 forms that carry an IPv4 address.
+    fn embeddings(v4: Ipv4Addr) -> Vec<Ipv6Addr> {
+        let bits = u32::from(v4) as u128;
+        vec![
+            v4.to_ipv6_mapped(),
+            Ipv6Addr::from((0x0064_ff9b_u128 << 96) | bits),
+            Ipv6Addr::from((0x2002_u128 << 112) | (bits << 80)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_address_of_the_hosts_own_networks_is_public(v4 in non_public_v4()) {
+            let class = AddressClass::of(IpAddr::V4(v4));
+            prop_assert_ne!(class, AddressClass::Public, "{}", v4);
+            prop_assert!(!class.allowed(false), "{}", v4);
+            for v6 in embeddings(v4) {
+                prop_assert_eq!(AddressClass::of(IpAddr::V6(v6)), class, "{} in {}", v4, v6);
+            }
+        }
+
+        #[test]
+        fn no_non_public_ipv6_address_is_public(v6 in non_public_v6()) {
+            let class = AddressClass::of(IpAddr::V6(v6));
+            prop_assert_ne!(class, AddressClass::Public, "{}", v6);
+            prop_assert!(!class.allowed(false), "{}", v6);
+        }
+
+        #[test]
+        fn an_embedded_ipv4_address_is_classed_as_itself(bits in any::<u32>()) {
+            let v4 = Ipv4Addr::from(bits);
+            let class = AddressClass::of(IpAddr::V4(v4));
+            for v6 in embeddings(v4) {
+                prop_assert_eq!(AddressClass::of(IpAddr::V6(v6)), class, "{} in {}", v4, v6);
+            }
+        }
+    }
+
+    #[test]
+    fn the_metadata_service_is_never_allowed_in_any_form() {
+        for ip in [IpAddr::V4(METADATA_V4), IpAddr::V6(METADATA_V6)] {
+            assert!(!AddressClass::of(ip).allowed(true), "{ip}");
+        }
+        for v6 in embeddings(METADATA_V4) {
+            assert!(!AddressClass::of(IpAddr::V6(v6)).allowed(true), "{v6}");
+        }
+    }
+}

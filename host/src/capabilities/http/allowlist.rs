@@ -290,12 +290,19 @@ fn canonical_name(name: &str) -> Result<String, String> {
     }
 }
 
-/// Whether a path holds a `.` or `..` segment, also percent-encoded or behind an encoded or
-/// back slash: servers resolve those, so `/v2/../admin` would leave the allowed prefix.
+/// Whether a path holds a `.` or `..` segment, as the path is written or decoded once or twice
+/// (`%2e%2e`, `%252e%252e`), with or without `;` parameters (`..;`, which Tomcat and Spring read
+/// as `..`), behind a back slash, or cut short by a NUL: servers and the proxies in front of them
+/// resolve those, so `/v2/..;/admin` would leave the allowed prefix.
 pub fn has_dot_segments(path: &str) -> bool {
-    percent_decode(path)
-        .split(['/', '\\'])
-        .any(|segment| segment == "." || segment == "..")
+    let once = percent_decode(path);
+    let twice = percent_decode(&once);
+    [path, once.as_str(), twice.as_str()].iter().any(|text| {
+        text.split(['/', '\\']).any(|segment| {
+            let bare = segment.split([';', '\0']).next().unwrap_or_default();
+            bare == "." || bare == ".."
+        })
+    })
 }
 
 fn percent_decode(text: &str) -> String {
@@ -502,6 +509,29 @@ mod tests {
     }
 
     #[test]
+    fn dot_segments_with_parameters_or_double_encoding_are_spotted() {
+        for path in [
+            "/v2/..;/admin",
+            "/v2/..;jsessionid=x/admin",
+            "/v2/.;/admin",
+            "/v2/%252e%252e/admin",
+            "/v2/%252E%252e;/admin",
+            "/v2/%2e%2E/admin",
+            "/v2/.%2e/admin",
+            "/v2/%2e./admin",
+            "/v2/%2e%2e%3b/admin",
+            "/v2/..%00/admin",
+            "/v2%252f..%252fadmin",
+            "/v2/..",
+        ] {
+            assert!(has_dot_segments(path), "{path}");
+        }
+        for path in ["/v2/..a/b", "/v2/a;..", "/v2/%252e%252ex", "/v2/...;/b"] {
+            assert!(!has_dot_segments(path), "{path}");
+        }
+    }
+
+    #[test]
     fn parse_errors_say_what_is_wrong_and_how_to_write_it() {
         let cases = [
             ("ftp://x", "the scheme must be http or https"),
@@ -532,5 +562,126 @@ mod tests {
         let spec = |p: &str| AllowPattern::parse(p).unwrap().specificity();
         assert!(spec("https://api.example.com/v2/*") > spec("https://api.example.com/*"));
         assert!(spec("https://api.example.com/*") > spec("https://*.example.com/v2/*"));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::capabilities::http::url_allowed;
+    use proptest::prelude::*;
+
+    fn label() -> impl Strategy<Value = String> {
+        "[a-z0-9][a-z0-9-]{0,6}"
+    }
+
+    fn host() -> impl Strategy<Value = String> {
+        prop::collection::vec(label(), 1..4).prop_map(|labels| labels.join("."))
+    }
+
+    /// Path segments as a hostile plugin writes them: dots, encodings, parameters, slashes.
+    fn hostile_path() -> impl Strategy<Value = String> {
+        let segment = prop_oneof![
+            "[a-z0-9]{1,4}",
+            Just(".".to_string()),
+            Just("..".to_string()),
+            Just("..;".to_string()),
+            Just("%2e%2e".to_string()),
+            Just("%2E.".to_string()),
+            Just("%252e%252e".to_string()),
+            Just("..%3bx".to_string()),
+            Just("%2f".to_string()),
+            Just("%5c..".to_string()),
+            "[a-z%;.0-9]{1,6}",
+        ];
+        prop::collection::vec(segment, 0..6).prop_map(|s| format!("/{}", s.join("/")))
+    }
+
+    /// The path a lenient server (one that decodes twice, drops `;` parameters and takes `\` as
+    /// `/`) ends up serving.
+    fn served(path: &str) -> Vec<String> {
+        let decoded = percent_decode(&percent_decode(path));
+        let mut out: Vec<String> = Vec::new();
+        for segment in decoded.split(['/', '\\']) {
+            let bare = segment.split([';', '\0']).next().unwrap_or_default();
+            match bare {
+                "" | "." => {}
+                ".." => {
+                    out.pop();
+                }
+                s => out.push(s.to_string()),
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn a_url_on_another_host_is_never_allowed(
+            pattern_host in host(),
+            url_host in host(),
+            path in hostile_path(),
+            port in 1u16..,
+        ) {
+            prop_assume!(pattern_host != url_host);
+            let pattern = AllowPattern::parse(&format!("https://{pattern_host}:*/*")).unwrap();
+            let url = format!("https://{url_host}:{port}{path}");
+            prop_assert_ne!(url_allowed(&pattern, &url), Ok(true), "{}", url);
+        }
+
+        #[test]
+        fn a_wildcard_allows_only_names_below_its_domain(
+            domain in (label(), label()).prop_map(|(a, b)| format!("{a}.{b}")),
+            url_host in host(),
+        ) {
+            let pattern = AllowPattern::parse(&format!("https://*.{domain}/*")).unwrap();
+            let allowed = url_allowed(&pattern, &format!("https://{url_host}/x")) == Ok(true);
+            prop_assert_eq!(allowed, url_host.ends_with(&format!(".{domain}")), "{}", url_host);
+        }
+
+        #[test]
+        fn no_path_a_server_would_serve_outside_the_prefix_is_allowed(
+            prefix in prop::collection::vec("[a-z0-9]{1,4}", 1..3),
+            under in any::<bool>(),
+            rest in hostile_path(),
+        ) {
+            // Most paths a plugin tries start inside the prefix and climb out of it.
+            let path = if under { format!("/{}{rest}", prefix.join("/")) } else { rest };
+            let pattern =
+                AllowPattern::parse(&format!("https://api.example.com/{}/*", prefix.join("/")))
+                    .unwrap();
+            let url = format!("https://api.example.com{path}");
+            if url_allowed(&pattern, &url) == Ok(true) {
+                let served = served(&path);
+                prop_assert!(served.starts_with(&prefix), "{} is served as {:?}", url, served);
+            }
+        }
+
+        #[test]
+        fn another_port_is_never_allowed(pattern_port in 1u16.., url_port in 1u16..) {
+            prop_assume!(pattern_port != url_port);
+            let pattern =
+                AllowPattern::parse(&format!("http://api.example.com:{pattern_port}/*")).unwrap();
+            let url = format!("http://api.example.com:{url_port}/x");
+            prop_assert_eq!(url_allowed(&pattern, &url), Ok(false));
+            let url = format!("http://api.example.com:{pattern_port}/x");
+            prop_assert_eq!(url_allowed(&pattern, &url), Ok(true));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_and_never_reaches_another_host(
+            pattern in ".{0,60}",
+            url in "(https?://)?[a-zA-Z0-9@:%./\\[\\];?#*-]{0,60}",
+        ) {
+            let exact = AllowPattern::parse("https://api.example.com/v2/*").unwrap();
+            if url_allowed(&exact, &url) == Ok(true) {
+                let target = RequestTarget::from_uri(&url.parse().unwrap()).unwrap();
+                prop_assert_eq!(target.host, "api.example.com");
+                prop_assert_eq!(target.port, 443);
+            }
+            if let Ok(parsed) = AllowPattern::parse(&pattern) {
+                let _ = url_allowed(&parsed, &url);
+            }
+        }
     }
 }

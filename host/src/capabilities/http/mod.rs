@@ -13,20 +13,31 @@
 //!
 //! Redirects are never followed by the host. A plugin sees the 3xx, and its follow-up request is
 //! checked like any other.
+//!
+//! For fuzzing and property tests, the pure checks are public: [`parse_allow_pattern`],
+//! [`url_allowed`], [`has_dot_segments`] and [`AddressClass::of`].
 
 mod address;
 mod allowlist;
 mod send;
 
+pub(crate) use send::OUTGOING_BODY_CHUNK;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub use address::AddressClass;
-pub use allowlist::{AllowPattern, RequestTarget, Scheme};
+pub use allowlist::{AllowPattern, RequestTarget, Scheme, has_dot_segments};
 
+use crate::capabilities::AuditFailure;
 use crate::config::{SourceKind, WardenConfig};
 use crate::policy::CallRights;
 use crate::sandbox::CallState;
@@ -37,6 +48,30 @@ pub const DEFAULT_MAX_BYTES: u64 = 4 << 20;
 /// `timeout_ms` says otherwise. Below the default call limit, so a hung server ends as an HTTP
 /// timeout the plugin can report, not as a killed call.
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// The methods a source sends unless its `methods` says otherwise: reads only.
+pub const DEFAULT_METHODS: [&str; 2] = ["GET", "HEAD"];
+/// The most requests one call may send through one source unless its `max_requests` says
+/// otherwise. Each request holds host memory (a connection, buffers) and carries the source's
+/// credentials, so a call cannot loop on them without bound.
+pub const DEFAULT_MAX_REQUESTS: u32 = 100;
+/// Injected values shorter than this are not redacted from responses: a short value would
+/// redact ordinary text and protect nothing.
+const MIN_REDACTED_LEN: usize = 6;
+
+/// Request headers a plugin may not send: proxies and frameworks read them to reroute a request
+/// (to another path, method or host) after the allowlist has checked it. `Host` is checked
+/// separately: it may only name the target.
+const REROUTING_HEADERS: [&str; 9] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "forwarded",
+    "x-host",
+    "x-real-ip",
+    "x-proxyuser-ip",
+];
 
 /// One configured `http` source.
 #[derive(Debug)]
@@ -53,6 +88,13 @@ pub struct HttpSource {
     pub max_bytes: u64,
     /// The deadline of one request.
     pub timeout: Duration,
+    /// The methods this source sends.
+    pub methods: Vec<Method>,
+    /// The most requests one call sends through this source.
+    pub max_requests: u32,
+    /// The values of the headers read from the environment (and their token after an
+    /// `Authorization` scheme such as `Bearer`): redacted from every response a plugin gets.
+    secrets: Arc<[Vec<u8>]>,
 }
 
 impl HttpSource {
@@ -65,13 +107,19 @@ impl HttpSource {
             .map(|(i, p)| AllowPattern::parse(p).map_err(|e| format!("{key}.allow[{i}]: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
         let mut headers = Vec::with_capacity(config.headers.len());
+        let mut secrets: Vec<Vec<u8>> = Vec::new();
         for (header, value) in &config.headers {
             let at = format!("{key}.headers.{header}");
             let name = HeaderName::try_from(header.as_str())
                 .map_err(|_| format!("{at}: `{header}` is not a valid header name"))?;
             let text = match value.strip_prefix("env:") {
-                Some(var) => std::env::var(var)
-                    .map_err(|_| format!("{at}: the environment variable `{var}` is not set"))?,
+                Some(var) => {
+                    let text = std::env::var(var).map_err(|_| {
+                        format!("{at}: the environment variable `{var}` is not set")
+                    })?;
+                    secrets.extend(secret_parts(&text));
+                    text
+                }
                 None => value.clone(),
             };
             let mut value = HeaderValue::try_from(text)
@@ -86,6 +134,11 @@ impl HttpSource {
             allow_private_addresses: config.allow_private_addresses,
             max_bytes: config.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
             timeout: Duration::from_millis(config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1)),
+            methods: parse_methods(config.methods.as_deref())
+                .map_err(|e| format!("{key}.methods: {e}"))?,
+            max_requests: check_max_requests(config.max_requests)
+                .map_err(|e| format!("{key}.max_requests: {e}"))?,
+            secrets: secrets.into(),
         })
     }
 
@@ -98,10 +151,12 @@ impl HttpSource {
     }
 }
 
-/// Every configured `http` source, by name.
+/// Every configured `http` source, by name, and the resolver their host names are looked up
+/// with.
 #[derive(Debug, Default)]
 pub struct HttpSources {
     sources: Vec<HttpSource>,
+    resolver: Resolver,
 }
 
 impl HttpSources {
@@ -114,7 +169,21 @@ impl HttpSources {
             .filter(|(_, s)| s.kind == SourceKind::Http)
             .map(|(name, s)| HttpSource::configure(name, s))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(HttpSources { sources })
+        Ok(HttpSources {
+            sources,
+            resolver: Resolver::default(),
+        })
+    }
+
+    /// Looks host names up with `resolver` instead of the system's: the seam a test uses to
+    /// answer differently on a second lookup (DNS rebinding).
+    pub fn set_resolver(&mut self, resolver: Arc<dyn Resolve>) {
+        self.resolver = Resolver(resolver);
+    }
+
+    /// The resolver host names are looked up with.
+    pub(crate) fn resolver(&self) -> &Arc<dyn Resolve> {
+        &self.resolver.0
     }
 
     /// The granted source a request to `target` goes through: among the sources whose allowlist
@@ -177,6 +246,140 @@ impl HttpSources {
     }
 }
 
+/// What a host name lookup returns: the socket addresses of `host` on `port`.
+pub type Lookup<'a> = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>>;
+
+/// Looks host names up for outbound HTTP. The host looks each name up once per request, checks
+/// every address, and connects only to those.
+pub trait Resolve: Send + Sync {
+    /// The addresses of `host` on `port`.
+    fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a>;
+}
+
+/// The system's resolver (`getaddrinfo` through tokio).
+struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
+
+/// The resolver of [`HttpSources`]: the system's unless a test swaps it.
+struct Resolver(Arc<dyn Resolve>);
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver(Arc::new(SystemResolver))
+    }
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver")
+    }
+}
+
+/// The parts of an injected header value that must never reach a plugin: the value, and the
+/// token after an auth scheme (`Bearer TOKEN`), which an upstream may echo on its own.
+fn secret_parts(value: &str) -> Vec<Vec<u8>> {
+    let mut parts = vec![value.as_bytes().to_vec()];
+    if let Some((_, token)) = value.trim().split_once(' ') {
+        parts.push(token.trim().as_bytes().to_vec());
+    }
+    parts.retain(|p| p.len() >= MIN_REDACTED_LEN);
+    parts
+}
+
+/// Checks a source's `methods` list (default [`DEFAULT_METHODS`]); the error says what to write.
+pub fn parse_methods(methods: Option<&[String]>) -> Result<Vec<Method>, String> {
+    let Some(methods) = methods else {
+        return Ok(DEFAULT_METHODS
+            .iter()
+            .map(|m| Method::from_bytes(m.as_bytes()).expect("a standard method"))
+            .collect());
+    };
+    if methods.is_empty() {
+        return Err(
+            "the list is empty, so the source could send nothing; list the methods it may send, \
+             e.g. [\"GET\", \"POST\"], or remove the key for the default (GET and HEAD)"
+                .to_string(),
+        );
+    }
+    methods
+        .iter()
+        .map(|m| {
+            let upper = m.trim().to_ascii_uppercase();
+            match upper.as_str() {
+                "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
+                    Ok(Method::from_bytes(upper.as_bytes()).expect("a standard method"))
+                }
+                _ => Err(format!(
+                    "`{m}` is not a method a source may send; use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS \
+                     (TRACE and CONNECT are never sent)"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Checks a source's `max_requests` (default [`DEFAULT_MAX_REQUESTS`]).
+pub fn check_max_requests(max: Option<u32>) -> Result<u32, String> {
+    match max {
+        None => Ok(DEFAULT_MAX_REQUESTS),
+        Some(0) => Err(
+            "0 would refuse every request; remove the source's grant instead, or set 1 or more"
+                .into(),
+        ),
+        Some(n) => Ok(n),
+    }
+}
+
+/// The first header of a request that could reroute it past the allowlist, and why.
+fn rerouting_header(headers: &HeaderMap, target: &RequestTarget) -> Option<String> {
+    for name in headers.keys() {
+        let lower = name.as_str();
+        if REROUTING_HEADERS.contains(&lower) || lower.starts_with("x-forwarded-") {
+            return Some(format!(
+                "it sets `{lower}`, which proxies and frameworks read to reroute a request after the allowlist \
+                 checked it; the plugin must not send it"
+            ));
+        }
+    }
+    for value in headers.get_all(http::header::HOST) {
+        let host = value
+            .to_str()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let bare = match target.ip() {
+            Some(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+            _ => target.host.clone(),
+        };
+        let same = host == target.authority()
+            || (target.port == target.scheme.default_port() && host == bare);
+        if !same {
+            return Some(format!(
+                "its `Host` header names `{host}`, not the URL's `{}`; the host sets `Host` from the URL, \
+                 the plugin must not",
+                target.authority()
+            ));
+        }
+    }
+    None
+}
+
+/// Whether `pattern` allows `url`, as the host checks a plugin's request: `Err` when the URL
+/// cannot be sent at all, `Ok(false)` when the pattern does not allow it (or its path has dot
+/// segments). Pure: for fuzzing and property tests.
+pub fn url_allowed(pattern: &AllowPattern, url: &str) -> Result<bool, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let target = RequestTarget::from_uri(&uri)?;
+    Ok(!has_dot_segments(&target.path) && pattern.allows(&target))
+}
+
 /// The narrowest pattern worth suggesting for `target`: its host, and its first path segment.
 fn suggest_pattern(target: &RequestTarget) -> String {
     let port = if target.port == target.scheme.default_port() {
@@ -214,6 +417,9 @@ pub fn parse_allow_pattern(pattern: &str) -> Result<AllowPattern, String> {
 pub struct CallHttp {
     ctx: WasiHttpCtx,
     gate: Option<send::OutboundGate>,
+    /// The first of this call's HTTP audit records that could not be committed. The requests run
+    /// on tasks of their own, so they report here, and the call's state takes it over.
+    audit_failure: Arc<OnceLock<AuditFailure>>,
 }
 
 impl CallHttp {
@@ -221,16 +427,30 @@ impl CallHttp {
     pub fn new() -> CallHttp {
         CallHttp::default()
     }
+
+    /// The first HTTP audit record of this call that could not be committed, if any.
+    pub fn audit_failure(&self) -> Option<&AuditFailure> {
+        self.audit_failure.get()
+    }
 }
 
 impl WasiHttpView for CallState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
+        // Every `wasi:http` call passes here: the one place a plugin can grow what the host
+        // holds for it in headers and bodies, so the place to charge it.
+        self.account_host_resources();
         let gate = self.http.gate.get_or_insert_with(|| {
-            send::OutboundGate::new(&self.grants, &self.identity, &self.plugin, &self.tool)
+            send::OutboundGate::new(
+                &self.grants,
+                &self.identity,
+                &self.plugin,
+                &self.tool,
+                self.http.audit_failure.clone(),
+            )
         });
         WasiHttpCtxView {
             ctx: &mut self.http.ctx,
-            table: &mut self.table,
+            table: self.resources.table(&mut self.table),
             hooks: gate,
         }
     }
@@ -360,6 +580,88 @@ mod tests {
             err.contains("sources.api.headers.Authorization")
                 && err.contains("WARDEN_HTTP_UNIT_UNSET_VAR"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn methods_default_to_get_and_head_and_are_checked() {
+        let api = source(
+            r#"
+            kind = "http"
+            allow = ["https://api.example.com/*"]
+            "#,
+        )
+        .expect("configured");
+        assert_eq!(api.methods, [Method::GET, Method::HEAD]);
+        assert_eq!(api.max_requests, DEFAULT_MAX_REQUESTS);
+        let listed = parse_methods(Some(&["get".into(), "DELETE".into()])).unwrap();
+        assert_eq!(listed, [Method::GET, Method::DELETE]);
+        for bad in ["TRACE", "CONNECT", "BREW"] {
+            let err = parse_methods(Some(&[bad.into()])).unwrap_err();
+            assert!(
+                err.contains(&format!("`{bad}`")) && err.contains("GET, HEAD, POST"),
+                "{err}"
+            );
+        }
+        let err = source(
+            r#"
+            kind = "http"
+            allow = ["https://api.example.com/*"]
+            methods = []
+            "#,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("sources.api.methods: the list is empty"),
+            "{err}"
+        );
+        let err = check_max_requests(Some(0)).unwrap_err();
+        assert!(err.contains("set 1 or more"), "{err}");
+    }
+
+    #[test]
+    fn rerouting_headers_and_a_foreign_host_are_spotted() {
+        let target =
+            RequestTarget::from_uri(&"https://api.example.com/v2/x".parse().unwrap()).unwrap();
+        let with = |name: &str, value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                HeaderName::try_from(name).unwrap(),
+                HeaderValue::try_from(value).unwrap(),
+            );
+            rerouting_header(&headers, &target)
+        };
+        for name in [
+            "X-Original-URL",
+            "X-Rewrite-URL",
+            "X-HTTP-Method-Override",
+            "X-HTTP-Method",
+            "X-Method-Override",
+            "X-Forwarded-For",
+            "X-Forwarded-Host",
+            "Forwarded",
+        ] {
+            let why = with(name, "x").unwrap_or_else(|| panic!("{name} passed"));
+            assert!(why.contains(&name.to_ascii_lowercase()), "{why}");
+        }
+        assert!(with("Host", "admin.internal").is_some());
+        assert!(with("Host", "api.example.com:8443").is_some());
+        assert_eq!(with("Host", "api.example.com"), None);
+        assert_eq!(with("Host", "API.example.com:443"), None);
+        assert_eq!(with("Accept", "text/plain"), None);
+        assert_eq!(with("X-Request-Id", "1"), None);
+    }
+
+    #[test]
+    fn injected_values_and_their_tokens_are_secrets() {
+        let parts = secret_parts("Bearer s3cret-token");
+        assert_eq!(
+            parts,
+            [b"Bearer s3cret-token".to_vec(), b"s3cret-token".to_vec()]
+        );
+        assert!(
+            secret_parts("abc").is_empty(),
+            "too short to redact usefully"
         );
     }
 

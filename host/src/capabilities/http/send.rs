@@ -1,23 +1,30 @@
 //! The one choke point of outbound HTTP: the `send_request` hook of a call's `wasi:http`
 //! context. Every request a plugin makes comes here, and in this order it is:
 //!
-//! 1. routed: the URL must be allowed by a granted source's allowlist, or it is refused with
+//! 1. routed: the URL must be allowed by a granted source's allowlist, its path free of dot
+//!    segments, its method in the source's `methods`, its headers free of ones that reroute a
+//!    request, and the call under the source's `max_requests`, or it is refused with
 //!    `HTTP-request-denied` (and no byte leaves the host);
 //! 2. given the source's headers, replacing any the plugin set under the same names;
 //! 3. resolved by the host, every address checked ([`AddressClass`]), and sent to an address it
 //!    checked, never looked up again (no DNS-rebinding gap);
-//! 4. limited: one deadline (the source's `timeout_ms`) for connect, response and body, and a
+//! 4. audited before it is sent: the `allowed` record is committed first, and a request whose
+//!    record cannot be committed is not sent (fail closed); a later failure adds a record;
+//! 5. limited: one deadline (the source's `timeout_ms`) for connect, response and body, and a
 //!    cap on the body (`max_bytes`);
-//! 5. audited: each request allowed, denied or failed is one record, with the URL as target.
+//! 6. redacted: the values the host injected are masked in the response's headers and body, so
+//!    an upstream that echoes a request cannot hand the plugin its credentials.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use http::header::CONTENT_LENGTH;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
@@ -27,10 +34,10 @@ use tokio::time::{Instant, Sleep, timeout_at};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::HttpSource;
 use super::address::AddressClass;
 use super::allowlist::{RequestTarget, Scheme, has_dot_segments};
-use crate::capabilities::{CallGrants, CallSite};
+use super::{HttpSource, Resolve, rerouting_header};
+use crate::capabilities::{AuditFailure, CallGrants, CallSite};
 use crate::policy::Outcome;
 use crate::sandbox::CallIdentity;
 
@@ -40,6 +47,11 @@ const CAPABILITY: &str = "http";
 const CONNECTION_GRACE: Duration = Duration::from_secs(1);
 /// The longest URL an audit record keeps.
 const AUDIT_URL_CHARS: usize = 2048;
+/// The largest write to a request body, and (with one chunk in flight) twice what the host holds
+/// of a body the plugin has not sent yet: charged to the call's memory (see `sandbox::state`).
+pub(crate) const OUTGOING_BODY_CHUNK: usize = 64 * 1024;
+/// What an injected value is masked with in a response (same length, so `Content-Length` holds).
+const MASK: u8 = b'*';
 
 /// What `send_request` hands back: the response, and the connection's I/O to drive.
 type Sent = (
@@ -59,6 +71,7 @@ impl OutboundGate {
         identity: &CallIdentity,
         plugin: &str,
         tool: &str,
+        audit_failure: Arc<OnceLock<AuditFailure>>,
     ) -> OutboundGate {
         OutboundGate {
             call: Arc::new(GateCall {
@@ -66,6 +79,8 @@ impl OutboundGate {
                 identity: identity.clone(),
                 plugin: plugin.to_string(),
                 tool: tool.to_string(),
+                audit_failure,
+                requests: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -81,6 +96,14 @@ impl WasiHttpHooks for OutboundGate {
         let call = self.call.clone();
         Box::new(async move { call.send(request, options).await })
     }
+
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        OUTGOING_BODY_CHUNK
+    }
 }
 
 /// The call a request belongs to.
@@ -89,13 +112,19 @@ struct GateCall {
     identity: CallIdentity,
     plugin: String,
     tool: String,
+    /// The first audit record of this call's requests that could not be committed; shared with
+    /// the call's state, which then withholds the call's result.
+    audit_failure: Arc<OnceLock<AuditFailure>>,
+    /// Requests admitted so far, by source, for each source's `max_requests`.
+    requests: Mutex<HashMap<String, u32>>,
 }
 
 /// A request that failed after it was allowed: the error the plugin gets, and the audit detail.
 struct Failure {
     error: Error,
     detail: String,
-    outcome: Outcome,
+    /// `None` when the failure is the audit store itself: there is nothing more to record.
+    outcome: Option<Outcome>,
 }
 
 impl Failure {
@@ -103,7 +132,7 @@ impl Failure {
         Failure {
             error,
             detail: detail.into(),
-            outcome: Outcome::Failed,
+            outcome: Some(Outcome::Failed),
         }
     }
 
@@ -111,19 +140,25 @@ impl Failure {
         Failure {
             error,
             detail: detail.into(),
-            outcome: Outcome::Denied,
+            outcome: Some(Outcome::Denied),
         }
     }
 }
 
 impl GateCall {
-    fn audit(&self, url: &str, outcome: Outcome, detail: &str) {
+    /// Records one request's outcome; a record that cannot be committed is kept as the call's
+    /// audit failure, so the call's result is withheld.
+    fn audit(&self, url: &str, outcome: Outcome, detail: &str) -> Result<(), AuditFailure> {
         let site = CallSite {
             identity: &self.identity,
             plugin: &self.plugin,
             tool: &self.tool,
         };
-        let _ = self.grants.audit(&site, CAPABILITY, url, outcome, detail);
+        let result = self.grants.audit(&site, CAPABILITY, url, outcome, detail);
+        if let Err(failure) = &result {
+            let _ = self.audit_failure.set(failure.clone());
+        }
+        result
     }
 
     /// Checks, sends and audits one request.
@@ -137,7 +172,8 @@ impl GateCall {
             Ok(admitted) => admitted,
             Err(denial) => {
                 tracing::warn!(plugin = %self.plugin, "outbound HTTP refused: {denial}");
-                self.audit(&url, Outcome::Denied, &denial);
+                // Refused either way; a failure to record it is kept and withholds the result.
+                let _ = self.audit(&url, Outcome::Denied, &denial);
                 return Err(Error::HttpRequestDenied);
             }
         };
@@ -148,10 +184,12 @@ impl GateCall {
         {
             Ok(sent) => Ok(sent),
             Err(failure) => {
-                if failure.outcome == Outcome::Denied {
-                    tracing::warn!(plugin = %self.plugin, "outbound HTTP refused: {}", failure.detail);
+                if let Some(outcome) = failure.outcome {
+                    if outcome == Outcome::Denied {
+                        tracing::warn!(plugin = %self.plugin, "outbound HTTP refused: {}", failure.detail);
+                    }
+                    let _ = self.audit(&url, outcome, &failure.detail);
                 }
-                self.audit(&url, failure.outcome, &failure.detail);
                 Err(failure.error)
             }
         }
@@ -178,6 +216,30 @@ impl GateCall {
             ));
         };
         let source = capabilities.http.route(&target, url, &self.grants.rights)?;
+        let method = request.method();
+        if !source.methods.contains(method) {
+            let allowed: Vec<&str> = source.methods.iter().map(|m| m.as_str()).collect();
+            return Err(format!(
+                "`{url}` is refused: source `{}` sends {} only, not {method}; an operator who wants it sent adds \
+                 \"{method}\" to sources.{}.methods",
+                source.name,
+                allowed.join(", "),
+                source.name
+            ));
+        }
+        if let Some(why) = rerouting_header(request.headers(), &target) {
+            return Err(format!("`{url}` is refused: {why}"));
+        }
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = requests.entry(source.name.clone()).or_insert(0);
+        if *sent >= source.max_requests {
+            return Err(format!(
+                "`{url}` is refused: this call has sent its {} requests through source `{}`; an operator raises \
+                 sources.{}.max_requests",
+                source.max_requests, source.name, source.name
+            ));
+        }
+        *sent += 1;
         Ok((target, source))
     }
 
@@ -211,7 +273,13 @@ impl GateCall {
         }
 
         // 3. Resolve, check every address, connect only to a checked one.
-        let addresses = timeout_at(deadline, resolve(target))
+        let resolver = self
+            .grants
+            .capabilities
+            .as_ref()
+            .map(|c| c.http.resolver().clone())
+            .ok_or_else(|| Failure::failed(Error::InternalError(None), "no http sources"))?;
+        let addresses = timeout_at(deadline, resolve(&*resolver, target))
             .await
             .map_err(|_| timed_out("resolving the host", Error::DnsTimeout))??;
         for address in &addresses {
@@ -238,6 +306,27 @@ impl GateCall {
                     },
                 ));
             }
+        }
+        // 4. Fail closed: the record is committed before any byte goes out.
+        let method = request.method().clone();
+        if let Err(failure) = self.audit(
+            url,
+            Outcome::Allowed,
+            &format!(
+                "{method} via source `{}` to {}",
+                source.name,
+                addresses
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ) {
+            return Err(Failure {
+                error: Error::InternalError(Some(failure.to_string())),
+                detail: failure.to_string(),
+                outcome: None,
+            });
         }
         let connect_deadline = shorter(deadline, started, options.and_then(|o| o.connect_timeout));
         let tcp = connect(&addresses, connect_deadline).await.map_err(|f| {
@@ -294,7 +383,6 @@ impl GateCall {
                     format!("the URL's path is invalid: {e}"),
                 )
             })?;
-        let method = request.method().clone();
 
         let head_deadline = shorter(
             deadline,
@@ -306,7 +394,7 @@ impl GateCall {
             .map_err(|_| timed_out("waiting for the response", Error::HttpResponseTimeout))?
             .map_err(|e| Failure::failed(hyper_error(&e), format!("the request failed: {e}")))?;
 
-        // 4. A declared length over the cap is refused before the plugin sees any of it.
+        // 5. A declared length over the cap is refused before the plugin sees any of it.
         let status = response.status();
         let declared = response
             .headers()
@@ -323,12 +411,20 @@ impl GateCall {
             ));
         }
 
-        // 5. Allowed and answered.
-        self.audit(
-            url,
-            Outcome::Allowed,
-            &format!("{method} via source `{}`: {status}", source.name),
-        );
+        // 6. Allowed and answered: the injected values are masked before the plugin sees them.
+        let mut response = response;
+        if !source.secrets.is_empty() {
+            for value in response.headers_mut().values_mut() {
+                let bytes = value.as_bytes();
+                if source.secrets.iter().any(|s| contains(bytes, s)) {
+                    let mut masked = bytes.to_vec();
+                    mask(&mut masked, &source.secrets);
+                    if let Ok(redacted) = HeaderValue::from_bytes(&masked) {
+                        *value = redacted;
+                    }
+                }
+            }
+        }
         let watch = BodyWatch {
             call: self.clone(),
             url: url.to_string(),
@@ -343,6 +439,8 @@ impl GateCall {
                 deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 watch,
                 done: false,
+                redact: Redactor::new(source.secrets.clone()),
+                trailers: None,
             }
             .boxed_unsync()
         });
@@ -372,12 +470,17 @@ fn audit_url(uri: &http::Uri) -> String {
     url
 }
 
-/// The addresses of the target's host: the host's own lookup, or the IP the URL names.
-async fn resolve(target: &RequestTarget) -> Result<Vec<SocketAddr>, Failure> {
+/// The addresses of the target's host: the host's own lookup, or the IP the URL names. Looked up
+/// once per request: the caller connects only to what this returned.
+async fn resolve(
+    resolver: &dyn Resolve,
+    target: &RequestTarget,
+) -> Result<Vec<SocketAddr>, Failure> {
     if let Some(ip) = target.ip() {
         return Ok(vec![SocketAddr::new(ip, target.port)]);
     }
-    let found: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+    let found: Vec<SocketAddr> = resolver
+        .lookup(target.host.as_str(), target.port)
         .await
         .map_err(|e| {
             Failure::failed(
@@ -387,8 +490,7 @@ async fn resolve(target: &RequestTarget) -> Result<Vec<SocketAddr>, Failure> {
                 },
                 format!("looking up `{}` failed: {e}", target.host),
             )
-        })?
-        .collect();
+        })?;
     if found.is_empty() {
         return Err(Failure::failed(
             Error::DestinationNotFound,
@@ -507,13 +609,17 @@ struct CappedBody {
     deadline: Pin<Box<Sleep>>,
     watch: BodyWatch,
     done: bool,
+    redact: Redactor,
+    /// A trailers frame that waits while the held-back end of the data goes out first.
+    trailers: Option<Frame<Bytes>>,
 }
 
 impl CappedBody {
     fn fail(&mut self, error: Error, detail: String) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         self.done = true;
         self.inner = None;
-        self.watch
+        let _ = self
+            .watch
             .call
             .audit(&self.watch.url, Outcome::Failed, &detail);
         Poll::Ready(Some(Err(error)))
@@ -529,6 +635,9 @@ impl Body for CappedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
+        if let Some(trailers) = this.trailers.take() {
+            return Poll::Ready(Some(Ok(trailers)));
+        }
         if this.done {
             return Poll::Ready(None);
         }
@@ -547,7 +656,10 @@ impl Body for CappedBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 this.done = true;
-                Poll::Ready(None)
+                match this.redact.finish() {
+                    Some(rest) => Poll::Ready(Some(Ok(Frame::data(rest)))),
+                    None => Poll::Ready(None),
+                }
             }
             Poll::Ready(Some(Err(e))) => {
                 let detail = format!("reading the response body failed: {e}");
@@ -566,12 +678,241 @@ impl Body for CappedBody {
                     );
                 }
                 this.remaining -= len;
-                Poll::Ready(Some(Ok(frame)))
+                match frame.into_data() {
+                    Ok(data) => {
+                        let out = this.redact.feed(data);
+                        if out.is_empty() {
+                            // All held back for now; ask again so the waker is registered.
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Some(Ok(Frame::data(out))))
+                    }
+                    Err(trailers) => match this.redact.finish() {
+                        Some(rest) => {
+                            this.trailers = Some(trailers);
+                            Poll::Ready(Some(Ok(Frame::data(rest))))
+                        }
+                        None => Poll::Ready(Some(Ok(trailers))),
+                    },
+                }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.inner.as_ref().is_some_and(|i| i.is_end_stream())
+        self.trailers.is_none()
+            && self.redact.held.is_empty()
+            && (self.done || self.inner.as_ref().is_some_and(|i| i.is_end_stream()))
+    }
+}
+
+/// Masks the injected values in a response body as it streams: the last bytes of each chunk
+/// that could begin a value are held back until the next chunk shows whether they do.
+struct Redactor {
+    secrets: Arc<[Vec<u8>]>,
+    held: Vec<u8>,
+}
+
+impl Redactor {
+    fn new(secrets: Arc<[Vec<u8>]>) -> Redactor {
+        Redactor {
+            secrets,
+            held: Vec::new(),
+        }
+    }
+
+    /// The masked bytes that can go out now.
+    fn feed(&mut self, data: Bytes) -> Bytes {
+        let longest = self.secrets.iter().map(Vec::len).max().unwrap_or(0);
+        if longest == 0 {
+            return data;
+        }
+        let mut buffer = std::mem::take(&mut self.held);
+        buffer.extend_from_slice(&data);
+        mask(&mut buffer, &self.secrets);
+        let keep = (longest - 1).min(buffer.len());
+        self.held = buffer.split_off(buffer.len() - keep);
+        Bytes::from(buffer)
+    }
+
+    /// What is still held back, at the end of the body.
+    fn finish(&mut self) -> Option<Bytes> {
+        if self.held.is_empty() {
+            return None;
+        }
+        let mut rest = std::mem::take(&mut self.held);
+        mask(&mut rest, &self.secrets);
+        Some(Bytes::from(rest))
+    }
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Overwrites every occurrence of each secret in `bytes` with [`MASK`].
+fn mask(bytes: &mut [u8], secrets: &[Vec<u8>]) {
+    for secret in secrets {
+        let n = secret.len();
+        if n == 0 || n > bytes.len() {
+            continue;
+        }
+        let mut i = 0;
+        while i + n <= bytes.len() {
+            if &bytes[i..i + n] == secret.as_slice() {
+                bytes[i..i + n].fill(MASK);
+                i += n;
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::Capabilities;
+    use crate::capabilities::http::{Lookup, Resolve};
+    use crate::config::WardenConfig;
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn redacted(chunks: &[&str], secrets: &[&str]) -> String {
+        let secrets: Arc<[Vec<u8>]> = secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
+        let mut redactor = Redactor::new(secrets);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            out.extend_from_slice(&redactor.feed(Bytes::from(chunk.to_string())));
+        }
+        out.extend_from_slice(&redactor.finish().unwrap_or_default());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_secret_split_across_chunks_is_masked() {
+        let secret = "tok-123456";
+        assert_eq!(redacted(&["a tok-123456 b"], &[secret]), "a ********** b");
+        assert_eq!(
+            redacted(&["a tok-", "1234", "56 b"], &[secret]),
+            "a ********** b"
+        );
+        assert_eq!(
+            redacted(
+                &["t", "o", "k", "-", "1", "2", "3", "4", "5", "6"],
+                &[secret]
+            ),
+            "**********"
+        );
+        assert_eq!(
+            redacted(&["tok-12345"], &[secret]),
+            "tok-12345",
+            "a prefix is kept"
+        );
+        assert_eq!(redacted(&["no secret here"], &[]), "no secret here");
+    }
+
+    /// Answers the first lookup with `checked` and every later one with `rebound`, as a DNS
+    /// server under an attacker's control would.
+    struct Rebinding {
+        checked: SocketAddr,
+        rebound: SocketAddr,
+        lookups: AtomicUsize,
+    }
+
+    impl Resolve for Rebinding {
+        fn lookup<'a>(&'a self, _host: &'a str, _port: u16) -> Lookup<'a> {
+            let first = self.lookups.fetch_add(1, Ordering::SeqCst) == 0;
+            let address = if first { self.checked } else { self.rebound };
+            Box::pin(async move { Ok(vec![address]) })
+        }
+    }
+
+    /// A one-shot HTTP server on `ip` that answers `body`; the handle says whether it was asked.
+    fn server(ip: &str, body: &'static str) -> (SocketAddr, std::thread::JoinHandle<bool>) {
+        let listener = TcpListener::bind((ip, 0)).expect("bind a loopback port");
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let until = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < until {
+                if let Ok((mut conn, _)) = listener.accept() {
+                    use std::io::{Read, Write};
+                    conn.set_nonblocking(false).unwrap();
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf);
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(reply.as_bytes());
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        });
+        (address, handle)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sender_connects_to_the_address_it_checked_not_a_second_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("plugin.wasm"), b"not used").unwrap();
+        let text = r#"
+            [state]
+            url = "sqlite://state.db"
+            [plugins.http-get]
+            path = "plugin.wasm"
+            max = ["http:*"]
+            [sources.api]
+            kind = "http"
+            allow = ["http://rebind.test:*/v2/*"]
+            allow_private_addresses = true
+            [agents.agent]
+            grants = ["api"]
+        "#;
+        let config = Arc::new(WardenConfig::parse(text, dir.path()).expect("config"));
+        let (checked, checked_server) = server("127.0.0.2", "checked");
+        let (rebound, rebound_server) = server("127.0.0.1", "rebound");
+        let resolver = Arc::new(Rebinding {
+            checked,
+            rebound,
+            lookups: AtomicUsize::new(0),
+        });
+        let mut capabilities = Capabilities::configure(config).expect("capabilities");
+        capabilities.http.set_resolver(resolver.clone());
+        let grants = CallGrants::for_agent(&Arc::new(capabilities), "http-get", "agent");
+        let gate = OutboundGate::new(
+            &grants,
+            &CallIdentity::default(),
+            "http-get",
+            "get",
+            Arc::default(),
+        );
+        let body = http_body_util::Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let request = http::Request::get("http://rebind.test:8080/v2/x")
+            .body(body)
+            .unwrap();
+        let Ok((response, io)) = gate.call.clone().send(request, None).await else {
+            panic!("the request failed");
+        };
+        tokio::spawn(Box::into_pin(io));
+        let answer = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(answer, "checked");
+        assert_eq!(
+            resolver.lookups.load(Ordering::SeqCst),
+            1,
+            "looked up again"
+        );
+        assert!(checked_server.join().unwrap());
+        assert!(
+            !rebound_server.join().unwrap(),
+            "the sender connected to a re-resolved address"
+        );
     }
 }

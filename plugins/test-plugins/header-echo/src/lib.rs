@@ -1,4 +1,4 @@
-//! Test plugin: `send` makes one GET with the headers it is given, and reports every header it
+//! Test plugin: `send` makes one request (a GET unless told otherwise) with the headers it is given, and reports every header it
 //! can see of its own outgoing request and of the response, and the body. The host's tests use
 //! it to show that the credentials a source adds never reach the plugin, and that a header the
 //! plugin sets under the same name is replaced.
@@ -20,6 +20,9 @@ struct SendInput {
     /// Headers the plugin sets itself, as `[name, value]` pairs.
     #[serde(default)]
     headers: Vec<(String, String)>,
+    /// The method, `GET` when left out.
+    #[serde(default)]
+    method: Option<String>,
 }
 
 /// Everything the plugin could see.
@@ -59,9 +62,18 @@ fn send(_ctx: &Context, input: SendInput) -> Result<SendOutput, ToolError> {
         Scheme::Http
     };
     let bad = |what: &str| ToolError::InvalidInput(format!("bad {what}"));
-    request
-        .set_method(&Method::Get)
-        .map_err(|_| bad("method"))?;
+    let method = match input.method.as_deref().unwrap_or("GET") {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "PATCH" => Method::Patch,
+        "OPTIONS" => Method::Options,
+        "TRACE" => Method::Trace,
+        other => Method::Other(other.to_string()),
+    };
+    request.set_method(&method).map_err(|_| bad("method"))?;
     request
         .set_scheme(Some(&scheme))
         .map_err(|_| bad("scheme"))?;
@@ -127,7 +139,7 @@ fn send(_ctx: &Context, input: SendInput) -> Result<SendOutput, ToolError> {
 fn tools() -> Tools {
     Tools::new().tool(
         "send",
-        "Sends one GET and reports the headers the plugin can see of its request and of the response.",
+        "Sends one request (GET by default) and reports the headers the plugin can see of its request and of the response.",
         send,
     )
 }
