@@ -43,14 +43,16 @@ const PROGRESS_INTERVAL: i32 = 1000;
 /// The fewest result columns a statement may have on a source, whatever its tables: SQLite
 /// builds a whole row in its own memory before the host can look at it, and each value may be
 /// as large as `SQLITE_LIMIT_LENGTH`, so the column count bounds that memory. A source whose
-/// widest table or view has more columns allows that many.
+/// widest table has more columns allows that many (a lower limit would make SQLite call the
+/// schema malformed).
 pub(super) const MIN_RESULT_COLUMNS: i64 = 128;
 /// SQLite's own cap on columns, which no source goes past.
 const MAX_RESULT_COLUMNS: i64 = 2000;
-/// The column count of the widest table or view in the database file.
+/// The column count of the widest table in the database file. Tables only: a view is checked
+/// against the limit when it is read, and one that refers to a missing table would fail this.
 const WIDEST_TABLE: &str = "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n \
     FROM sqlite_schema AS s JOIN pragma_table_info(s.name) \
-    WHERE s.type IN ('table', 'view') GROUP BY s.name)";
+    WHERE s.type = 'table' GROUP BY s.name)";
 /// PRAGMAs a statement may run without a value: each only reads the database's own schema or
 /// header. Every other PRAGMA is refused, whether it reads or sets.
 pub(super) const READ_PRAGMAS: &[&str] = &[
@@ -235,8 +237,11 @@ impl Shared {
         // stored larger could not be read back through `query` anyway.
         let length = self.limits.max_bytes.clamp(1 << 20, 1_000_000_000);
         conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, length as i32)?;
-        // A lower column limit than a table's would make SQLite call the schema malformed.
-        let widest: i64 = conn.query_row(WIDEST_TABLE, [], |row| row.get(0))?;
+        // A lower column limit than a table's would make SQLite call the schema malformed. A
+        // schema this cannot read gets SQLite's own cap, and its statements their own errors.
+        let widest: i64 = conn
+            .query_row(WIDEST_TABLE, [], |row| row.get(0))
+            .unwrap_or(MAX_RESULT_COLUMNS);
         let columns = widest.clamp(MIN_RESULT_COLUMNS, MAX_RESULT_COLUMNS);
         conn.set_limit(Limit::SQLITE_LIMIT_COLUMN, columns as i32)?;
         if mode == Mode::Read {
@@ -824,6 +829,28 @@ mod tests {
         assert_eq!(
             lexically_normal(Path::new("/a/./b/../c")),
             PathBuf::from("/a/c")
+        );
+    }
+
+    #[test]
+    fn a_wide_table_and_a_broken_view_leave_the_source_readable() {
+        let (_dir, db) = database();
+        let columns: Vec<String> = (0..300).map(|i| format!("c{i}")).collect();
+        let conn = Connection::open(&db.path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE wide ({}); CREATE VIEW broken AS SELECT * FROM customers;
+             PRAGMA legacy_alter_table = ON; DROP TABLE customers;",
+            columns.join(", ")
+        ))
+        .unwrap();
+        drop(conn);
+        let result = query(&db, "SELECT * FROM wide", &[]).unwrap();
+        assert_eq!(result.columns.len(), 300);
+        let too_wide = format!("SELECT {}", vec!["1"; 400].join(", "));
+        let err = query(&db, &too_wide, &[]).unwrap_err();
+        assert!(
+            matches!(&err, DataError::Invalid(m) if m.contains("select fewer columns")),
+            "{err:?}"
         );
     }
 
