@@ -389,3 +389,48 @@ fn a_bare_source_grant_reads_but_does_not_write() {
     .assert_fails_with(3, "new.md");
     assert!(!ws.path().join("handbook/new.md").exists());
 }
+
+#[test]
+fn a_dir_source_holding_the_config_file_is_warned_about() {
+    let ws = Workspace::new();
+    ws.config(
+        r#"
+        [sources.everything]
+        kind = "dir"
+        path = "."
+        "#,
+    );
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("warning: sources.everything.path")
+                && l.contains("this config file")),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn an_audit_key_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ws = Workspace::new();
+    let key = ws.write("secrets/audit.key", &"k".repeat(40));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ws.config(
+        r#"
+        [state]
+        audit_key_file = "secrets/audit.key"
+        "#,
+    );
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("warning: state.audit_key_file") && run.stderr.contains("chmod 600"),
+        "{run:#?}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(0);
+    assert!(!run.stderr.contains("warning"), "{run:#?}");
+}

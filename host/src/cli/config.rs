@@ -31,7 +31,7 @@ pub(super) fn run(command: ConfigCommand) -> Result<(), CallError> {
             let config = WardenConfig::load_verifying_pins(&arg.config)
                 .map_err(|problems| config_error(&arg.config, &problems))?;
             // Warnings do not fail the check: the config works, but hands out more than it seems.
-            let warnings = config.warnings();
+            let warnings = config.warnings(Some(&arg.config));
             for w in &warnings {
                 eprintln!("warning: {w}");
             }

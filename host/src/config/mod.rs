@@ -176,9 +176,10 @@ impl WardenConfig {
     }
 
     /// What `warden config check` warns about in a config that loads: directory sources that
-    /// contain what a plugin must not reach, and secrets written inline. See `warnings.rs`.
-    pub fn warnings(&self) -> Vec<ConfigProblem> {
-        warnings::warnings(self)
+    /// contain what a plugin must not reach (the config file itself too, when `config_file` is
+    /// given), secrets written inline, and an audit key file others can read. See `warnings.rs`.
+    pub fn warnings(&self, config_file: Option<&Path>) -> Vec<ConfigProblem> {
+        warnings::warnings(self, config_file)
     }
 
     /// A path from the config, resolved against the config's folder.
@@ -244,7 +245,7 @@ fn named_entries<T: DeserializeOwned>(
 /// key file, at most a few KiB). For fuzzing: whatever the text, this returns, never panics.
 pub fn check_text(text: &str) -> Result<Vec<ConfigProblem>, ConfigProblems> {
     let config = WardenConfig::parse(text, Path::new("/nonexistent/warden-config-check"))?;
-    Ok(config.warnings())
+    Ok(config.warnings(None))
 }
 
 /// Is `name` usable as an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`)? What is not is

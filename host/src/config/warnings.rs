@@ -14,9 +14,10 @@ use super::{ConfigProblem, SourceKind, WardenConfig};
 use crate::state::StateUrl;
 
 /// Every warning for `config`, each at the key to change.
-pub(super) fn warnings(config: &WardenConfig) -> Vec<ConfigProblem> {
+pub(super) fn warnings(config: &WardenConfig, config_file: Option<&Path>) -> Vec<ConfigProblem> {
     let mut out = Vec::new();
-    overlapping_dirs(config, &mut out);
+    overlapping_dirs(config, config_file, &mut out);
+    key_file_mode(config, &mut out);
     for (name, source) in &config.sources {
         inline_secrets(
             &format!("sources.{name}.headers"),
@@ -42,9 +43,19 @@ fn resolved(path: &Path) -> PathBuf {
     }
 }
 
-fn overlapping_dirs(config: &WardenConfig, out: &mut Vec<ConfigProblem>) {
+fn overlapping_dirs(
+    config: &WardenConfig,
+    config_file: Option<&Path>,
+    out: &mut Vec<ConfigProblem>,
+) {
     // What a directory grant must not reach: (what it is, where).
     let mut guarded: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(file) = config_file {
+        guarded.push((
+            "this config file (its grants included)".into(),
+            resolved(file),
+        ));
+    }
     for (name, source) in &config.sources {
         if let Some(path) = &source.path {
             let what = match source.kind {
@@ -92,6 +103,28 @@ fn overlapping_dirs(config: &WardenConfig, out: &mut Vec<ConfigProblem>) {
                 ),
             });
         }
+    }
+}
+
+/// An audit key that other users can read is a key they can sign a rewritten log with.
+fn key_file_mode(config: &WardenConfig, out: &mut Vec<ConfigProblem>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(path) = &config.state.audit_key_file else {
+        return;
+    };
+    let path = config.resolve(path);
+    if let Ok(meta) = std::fs::metadata(&path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        out.push(ConfigProblem {
+            key: "state.audit_key_file".into(),
+            message: format!(
+                "{} can be read or written by other users (mode {:o}); whoever can read the key \
+                 can sign a rewritten audit log: `chmod 600` it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ),
+        });
     }
 }
 

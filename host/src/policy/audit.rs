@@ -931,4 +931,26 @@ mod tests {
         std::fs::write(&path, "{\"seq\": 1}\n").unwrap();
         assert!(read_checkpoints(&path).unwrap_err().contains("line 1"));
     }
+
+    #[test]
+    fn the_key_comes_from_a_file_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("audit.key"),
+            format!("{}\n", "k".repeat(32)),
+        )
+        .unwrap();
+        let text = "[state]\naudit_key_file = \"audit.key\"\n";
+        let config = WardenConfig::parse(text, dir.path()).unwrap();
+        let key = AuditKey::from_config(&config).unwrap().unwrap();
+        assert_eq!(&*key.0, "k".repeat(32).as_bytes());
+        std::fs::write(dir.path().join("audit.key"), "k".repeat(31)).unwrap();
+        let err = WardenConfig::parse(text, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("state.audit_key_file") && err.contains("at least 32"),
+            "{err}"
+        );
+    }
 }
