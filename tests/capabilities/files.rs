@@ -376,3 +376,43 @@ fn plugin_log_lines_cannot_forge_host_log_lines() {
         "{run:#?}"
     );
 }
+
+/// Makes the store refuse new audit records of one capability, as a full disk or a broken store
+/// would refuse them all, while every other record goes in.
+fn refuse_records_of(ws: &Workspace, capability: &str) {
+    let db = rusqlite::Connection::open(ws.path().join("state.db")).unwrap();
+    db.execute_batch(&format!(
+        "CREATE TRIGGER refuse_{capability} BEFORE INSERT ON audit_log WHEN NEW.capability = '{capability}' \
+         BEGIN SELECT RAISE(ABORT, 'records of {capability} are refused'); END;"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn the_output_is_withheld_when_the_call_record_cannot_be_committed() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    read(&ws, "handbook", "refunds.md").assert_code(0);
+    refuse_records_of(&ws, "call");
+    let run = read(&ws, "handbook", "refunds.md");
+    run.assert_fails_with(1, "audit store");
+    assert!(!run.stderr.contains("Refunds take"), "{run:#?}");
+}
+
+#[test]
+fn a_dir_whose_record_cannot_be_committed_is_not_opened() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    read(&ws, "handbook", "refunds.md").assert_code(0);
+    refuse_records_of(&ws, "dir");
+    let run = read(&ws, "handbook", "refunds.md");
+    run.assert_fails_with(1, "audit store");
+    assert!(!run.stderr.contains("Refunds take"), "{run:#?}");
+    // The call itself is still on record, as failed, with the reason.
+    let records = audit_records(&ws.warden(&AUDIT_TAIL_JSON));
+    let last = records.last().unwrap();
+    assert_eq!(last["capability"], "call", "{records:#?}");
+    assert_eq!(last["outcome"], "failed", "{records:#?}");
+    assert!(
+        last["detail"].as_str().unwrap().contains("audit store"),
+        "{records:#?}"
+    );
+}
