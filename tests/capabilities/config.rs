@@ -164,3 +164,273 @@ fn agent_without_config_is_refused() {
     ]);
     run.assert_fails_with(2, "--config");
 }
+
+#[test]
+fn a_dir_source_holding_the_state_store_a_plugin_or_another_source_is_warned_about() {
+    let ws = Workspace::new();
+    ws.write("data/crm.db", "");
+    ws.write("data/inner/a.md", "a");
+    ws.write("data/plugins/files.wasm", "");
+    ws.write("elsewhere/b.md", "b");
+    ws.config(
+        r#"
+        [state]
+        url = "sqlite://data/state.db"
+        [plugins.files]
+        path = "data/plugins/files.wasm"
+        max = ["dir:*:ro"]
+        [sources.data]
+        kind = "dir"
+        path = "data"
+        [sources.inner]
+        kind = "dir"
+        path = "data/inner"
+        [sources.crm]
+        kind = "sqlite"
+        path = "data/crm.db"
+        [sources.elsewhere]
+        kind = "dir"
+        path = "elsewhere"
+        "#,
+    );
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("4 warnings"), "{run:#?}");
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 4, "{run:#?}");
+    for what in [
+        "the state store",
+        "plugin `files`",
+        "source `crm`",
+        "directory source `inner`",
+    ] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("sources.data.path") && w.contains(what)),
+            "no warning about {what}: {run:#?}"
+        );
+    }
+    assert!(
+        !warnings.iter().any(|w| w.contains("sources.elsewhere")),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn a_dir_source_holding_the_compile_cache_is_warned_about() {
+    let ws = Workspace::new();
+    ws.write("data/a.md", "a");
+    ws.config(
+        r#"
+        [sources.data]
+        kind = "dir"
+        path = "data"
+        "#,
+    );
+    let cache = ws.path().join("data/cache");
+    let run = ws.warden_with_env(
+        &["config", "check", "--config", "warden.toml"],
+        &[("WARDEN_CACHE_DIR", cache.to_str().unwrap())],
+    );
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("warning: sources.data.path") && run.stderr.contains("compile cache"),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn a_value_in_place_of_a_variable_name_is_never_echoed() {
+    let ws = Workspace::new();
+    let url = "postgres://admin:hunter2-secret@db.internal/crm";
+    let key = "sk-live-abcdef0123456789";
+    ws.config(&format!(
+        r#"
+        [sources.crm]
+        kind = "postgres"
+        url_env = "{url}"
+        [sources.api]
+        kind = "http"
+        allow = ["https://api.example.com/v2/*"]
+        headers = {{ Authorization = "env:Bearer {key}" }}
+        [models.fast]
+        backend = "openai"
+        model = "gpt-4.1-mini"
+        api_key_env = "{key}"
+        "#
+    ));
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(7);
+    for secret in ["hunter2", "admin:", "db.internal", key, "sk-live"] {
+        assert!(
+            !run.stderr.contains(secret) && !run.stdout.contains(secret),
+            "{secret} was echoed: {run:#?}"
+        );
+    }
+    for at in [
+        "sources.crm.url_env",
+        "sources.api.headers.Authorization",
+        "models.fast.api_key_env",
+    ] {
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(at) && l.contains("looks like a value")),
+            "{at}: {run:#?}"
+        );
+    }
+}
+
+#[test]
+fn inline_secret_looking_headers_are_warned_about_without_their_value() {
+    let ws = Workspace::new();
+    ws.config(
+        r#"
+        [sources.api]
+        kind = "http"
+        allow = ["https://api.example.com/v2/*"]
+        headers = { Authorization = "Bearer tok-123456", X-Api-Key = "k-98765", Accept = "application/json" }
+        "#,
+    );
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(0);
+    for header in ["Authorization", "X-Api-Key"] {
+        assert!(
+            run.stderr.lines().any(|l| l.starts_with("warning: ")
+                && l.contains(&format!("sources.api.headers.{header}"))
+                && l.contains("env:NAME")),
+            "{header}: {run:#?}"
+        );
+    }
+    assert!(!run.stderr.contains("Accept"), "{run:#?}");
+    assert!(
+        !run.stderr.contains("tok-123456") && !run.stderr.contains("k-98765"),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn a_bare_star_in_tools_is_refused_by_the_check() {
+    let ws = Workspace::new();
+    ws.write("handbook/a.md", "a");
+    ws.config(
+        r#"
+        [plugins.files]
+        path = "{plugins}/files.wasm"
+        max = ["dir:*:ro"]
+        [sources.handbook]
+        kind = "dir"
+        path = "handbook"
+        [agents.support]
+        tools = ["*"]
+        grants = ["handbook:ro"]
+        "#,
+    );
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(7);
+    assert!(
+        run.stderr.contains("agents.support.tools[0]") && run.stderr.contains("\"PLUGIN/*\""),
+        "{run:#?}"
+    );
+    ws.call(
+        "support",
+        "files",
+        "read",
+        r#"{"source":"handbook","path":"a.md"}"#,
+    )
+    .assert_code(7);
+    let run = ws.call(
+        "support",
+        "files",
+        "read",
+        r#"{"source":"handbook","path":"a.md"}"#,
+    );
+    assert!(
+        run.stdout.is_empty() && run.stderr.contains("agents.support.tools[0]"),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn a_bare_source_grant_reads_but_does_not_write() {
+    let ws = Workspace::new();
+    ws.write("handbook/a.md", "a");
+    ws.config(
+        r#"
+        [plugins.files]
+        path = "{plugins}/files.wasm"
+        max = ["dir:*:rw"]
+        [sources.handbook]
+        kind = "dir"
+        path = "handbook"
+        [agents.support]
+        tools = ["files/*"]
+        grants = ["handbook"]
+        "#,
+    );
+    ws.call(
+        "support",
+        "files",
+        "read",
+        r#"{"source":"handbook","path":"a.md"}"#,
+    )
+    .assert_code(0);
+    ws.call(
+        "support",
+        "files",
+        "write",
+        r#"{"source":"handbook","path":"new.md","text":"x"}"#,
+    )
+    .assert_fails_with(3, "new.md");
+    assert!(!ws.path().join("handbook/new.md").exists());
+}
+
+#[test]
+fn a_dir_source_holding_the_config_file_is_warned_about() {
+    let ws = Workspace::new();
+    ws.config(
+        r#"
+        [sources.everything]
+        kind = "dir"
+        path = "."
+        "#,
+    );
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("warning: sources.everything.path")
+                && l.contains("this config file")),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn an_audit_key_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ws = Workspace::new();
+    let key = ws.write("secrets/audit.key", &"k".repeat(40));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ws.config(
+        r#"
+        [state]
+        audit_key_file = "secrets/audit.key"
+        "#,
+    );
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("warning: state.audit_key_file") && run.stderr.contains("chmod 600"),
+        "{run:#?}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(0);
+    assert!(!run.stderr.contains("warning"), "{run:#?}");
+}

@@ -196,3 +196,223 @@ fn audits_the_preopen_the_call_and_the_denial() {
         assert!(!r["call_id"].as_str().unwrap().is_empty());
     }
 }
+
+/// Holds `BEGIN EXCLUSIVE` on a state store, as another process could, until dropped.
+struct StoreLock(rusqlite::Connection);
+
+impl StoreLock {
+    fn take(db: &std::path::Path) -> StoreLock {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        StoreLock(conn)
+    }
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        let _ = self.0.execute_batch("ROLLBACK");
+    }
+}
+
+/// Makes a file unwritable until dropped: `chattr +i` (which binds root too), else, when that
+/// is not possible, mode 0444 on the file and 0555 on its folder.
+struct Unwritable {
+    path: std::path::PathBuf,
+    immutable: bool,
+}
+
+impl Unwritable {
+    fn make(path: &std::path::Path) -> Unwritable {
+        use std::os::unix::fs::PermissionsExt as _;
+        let immutable = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !immutable {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).unwrap();
+            let dir = path.parent().unwrap();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        Unwritable {
+            path: path.to_path_buf(),
+            immutable,
+        }
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt as _;
+        if self.immutable {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.path)
+                .status();
+        } else {
+            let dir = self.path.parent().unwrap();
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+            let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o644));
+        }
+    }
+}
+
+#[test]
+fn a_locked_audit_store_refuses_the_read_within_the_call_limit() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    let started = std::time::Instant::now();
+    read(&ws, "handbook", "refunds.md").assert_code(0);
+    let unlocked = started.elapsed();
+    let _lock = StoreLock::take(&ws.path().join("state.db"));
+    let started = std::time::Instant::now();
+    let run = read(&ws, "handbook", "refunds.md");
+    let locked = started.elapsed();
+    run.assert_fails_with(1, "audit store");
+    assert!(run.error_line().contains("state.db"), "{run:#?}");
+    assert!(!run.stderr.contains("Refunds take"), "{run:#?}");
+    // Two records wait for the lock (the directory's and the call's); each wait is bounded so
+    // that a locked store cannot eat the call's 10 s limit.
+    assert!(
+        locked < unlocked + std::time::Duration::from_secs(4),
+        "the refusal took {locked:?} (an unlocked call {unlocked:?}); {run:#?}"
+    );
+}
+
+#[test]
+fn an_unwritable_audit_store_refuses_the_read() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    read(&ws, "handbook", "refunds.md").assert_code(0);
+    let _guard = Unwritable::make(&ws.path().join("state.db"));
+    let run = read(&ws, "handbook", "refunds.md");
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.is_empty(), "{run:#?}");
+    assert!(run.error_line().contains("state.db"), "{run:#?}");
+    assert!(!run.stderr.contains("Refunds take"), "{run:#?}");
+}
+
+/// A read-write grant on `data`, beside the state store, for the planter plugin.
+fn planter_workspace() -> Workspace {
+    let ws = Workspace::new();
+    ws.write("data/crm.db", "not really a database");
+    ws.write("data/notes.md", "notes");
+    ws.config(
+        r#"
+        [state]
+        url = "sqlite://state.db"
+        [plugins.planter]
+        path = "{plugins}/planter.wasm"
+        max = ["dir:*:rw"]
+        [sources.data]
+        kind = "dir"
+        path = "data"
+        [agents.support]
+        tools = ["planter/*"]
+        grants = ["data:rw"]
+        "#,
+    );
+    ws
+}
+
+fn plant(ws: &Workspace, link: &str, target: &str) -> String {
+    let input = serde_json::json!({"link": link, "target": target, "replace": true}).to_string();
+    let run = ws.call("support", "planter", "symlink", &input);
+    run.assert_code(0);
+    run.json()["result"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_plugin_cannot_plant_a_symlink_that_climbs_out_of_its_dir() {
+    let ws = planter_workspace();
+    for target in ["../state.db", "sub/../../state.db", "/etc/passwd"] {
+        let result = plant(&ws, "/data/crm.db", target);
+        assert!(result.starts_with("error"), "{target}: {result}");
+        let planted = ws.path().join("data/crm.db").symlink_metadata();
+        assert!(
+            !planted.is_ok_and(|m| m.file_type().is_symlink()),
+            "{target}: a symlink was planted"
+        );
+    }
+    let records = audit_records(&ws.warden(&AUDIT_TAIL_JSON));
+    assert!(
+        records.iter().any(|r| r["capability"] == "dir"
+            && r["target"] == "symlink"
+            && r["outcome"] == "denied"
+            && r["detail"].as_str().unwrap().contains("../state.db")),
+        "{records:#?}"
+    );
+}
+
+#[test]
+fn a_plugin_may_plant_a_symlink_that_stays_inside_its_dir() {
+    let ws = planter_workspace();
+    assert_eq!(plant(&ws, "/data/alias.md", "notes.md"), "created");
+    let link = ws.path().join("data/alias.md");
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::path::Path::new("notes.md")
+    );
+}
+
+#[test]
+fn plugin_log_lines_cannot_forge_host_log_lines() {
+    let ws = planter_workspace();
+    let message = "hello\nERROR warden: forged host line\r\u{1b}[2K\u{2028}done";
+    let input = serde_json::json!({ "message": message }).to_string();
+    let run = ws.call("support", "planter", "log", &input);
+    run.assert_code(0);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("forged host line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{run:#?}");
+    assert!(
+        lines[0].contains("hello\\nERROR warden: forged host line\\r\\u{1b}[2K\\u{2028}done"),
+        "{run:#?}"
+    );
+    assert!(
+        !run.stderr.contains('\r') && !run.stderr.contains('\u{1b}'),
+        "{run:#?}"
+    );
+}
+
+/// Makes the store refuse new audit records of one capability, as a full disk or a broken store
+/// would refuse them all, while every other record goes in.
+fn refuse_records_of(ws: &Workspace, capability: &str) {
+    let db = rusqlite::Connection::open(ws.path().join("state.db")).unwrap();
+    db.execute_batch(&format!(
+        "CREATE TRIGGER refuse_{capability} BEFORE INSERT ON audit_log WHEN NEW.capability = '{capability}' \
+         BEGIN SELECT RAISE(ABORT, 'records of {capability} are refused'); END;"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn the_output_is_withheld_when_the_call_record_cannot_be_committed() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    read(&ws, "handbook", "refunds.md").assert_code(0);
+    refuse_records_of(&ws, "call");
+    let run = read(&ws, "handbook", "refunds.md");
+    run.assert_fails_with(1, "audit store");
+    assert!(!run.stderr.contains("Refunds take"), "{run:#?}");
+}
+
+#[test]
+fn a_dir_whose_record_cannot_be_committed_is_not_opened() {
+    let ws = handbook(r#""dir:*:ro""#, r#""handbook:ro""#);
+    read(&ws, "handbook", "refunds.md").assert_code(0);
+    refuse_records_of(&ws, "dir");
+    let run = read(&ws, "handbook", "refunds.md");
+    run.assert_fails_with(1, "audit store");
+    assert!(!run.stderr.contains("Refunds take"), "{run:#?}");
+    // The call itself is still on record, as failed, with the reason.
+    let records = audit_records(&ws.warden(&AUDIT_TAIL_JSON));
+    let last = records.last().unwrap();
+    assert_eq!(last["capability"], "call", "{records:#?}");
+    assert_eq!(last["outcome"], "failed", "{records:#?}");
+    assert!(
+        last["detail"].as_str().unwrap().contains("audit store"),
+        "{records:#?}"
+    );
+}

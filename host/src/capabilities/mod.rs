@@ -290,6 +290,7 @@ pub fn provided(import: &str) -> Option<&'static str> {
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    files::guard_symlinks(&mut linker)?;
     http::link(&mut linker)?;
     ToolPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
     Ok(linker)

@@ -1,6 +1,7 @@
-//! `warden audit tail` and `warden audit verify`.
+//! `warden audit tail`, `warden audit verify` and `warden audit checkpoint`.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
@@ -8,6 +9,7 @@ use super::config::{ConfigArg, load};
 use super::print_stdout;
 use crate::error::{CallError, ErrorKind};
 use crate::policy::AuditLog;
+use crate::policy::audit::{append_checkpoint, read_checkpoints};
 use crate::state::{StateStore, StateUrl};
 
 /// Subcommands of `warden audit`.
@@ -15,8 +17,34 @@ use crate::state::{StateStore, StateUrl};
 pub(super) enum AuditCommand {
     /// Show the last records of the audit log.
     Tail(TailArgs),
-    /// Check the hash chain; exits nonzero naming the first bad record.
-    Verify(ConfigArg),
+    /// Check the hash chain (and the signatures, with an audit key); exits nonzero naming the
+    /// first bad record.
+    Verify(VerifyArgs),
+    /// Export the head of the chain (sequence, hash, time) outside the state store, so that
+    /// `audit verify --checkpoint` can later find a log rewritten or cut short.
+    Checkpoint(CheckpointArgs),
+}
+
+/// Arguments of `warden audit verify`.
+#[derive(Debug, Args)]
+pub(super) struct VerifyArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Also check the log against every checkpoint in this file (written by
+    /// `warden audit checkpoint --out FILE`).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+}
+
+/// Arguments of `warden audit checkpoint`.
+#[derive(Debug, Args)]
+pub(super) struct CheckpointArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Append the checkpoint to this file (one JSON line each) instead of printing it. Keep
+    /// the file where whoever can write the state store cannot.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Arguments of `warden audit tail`.
@@ -36,7 +64,17 @@ fn open(arg: &ConfigArg) -> Result<AuditLog, CallError> {
     let config = load(&arg.config)?;
     let internal = |e: String| CallError::new(ErrorKind::Internal, e);
     let url = StateUrl::parse(&config.state.url, &config.base_dir).map_err(internal)?;
-    AuditLog::open(StateStore::open(&url).map_err(internal)?).map_err(internal)
+    AuditLog::open_configured(StateStore::open(&url).map_err(internal)?, &config).map_err(internal)
+}
+
+fn broken(broken: crate::policy::audit::ChainBreak) -> CallError {
+    CallError::new(
+        ErrorKind::Internal,
+        format!(
+            "the audit log is broken at record {}: {}",
+            broken.seq, broken.reason
+        ),
+    )
 }
 
 pub(super) fn run(command: AuditCommand) -> Result<(), CallError> {
@@ -72,20 +110,61 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CallError> {
             }
             print_stdout(out.trim_end())
         }
-        AuditCommand::Verify(arg) => {
-            let log = open(&arg)?;
-            match log
-                .verify()
-                .map_err(|e| CallError::new(ErrorKind::Internal, e))?
-            {
-                Ok(n) => print_stdout(&format!("audit log ok: {n} records, chain intact")),
-                Err(broken) => Err(CallError::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "the audit log is broken at record {}: {}",
-                        broken.seq, broken.reason
-                    ),
-                )),
+        AuditCommand::Verify(args) => {
+            let log = open(&args.config)?;
+            let internal = |e: String| CallError::new(ErrorKind::Internal, e);
+            let report = log.verify().map_err(internal)?.map_err(broken)?;
+            let mut line = format!("audit log ok: {} records, chain intact", report.records);
+            if report.signatures_checked {
+                let _ = write!(line, ", {} signed with the audit key", report.signed);
+                if report.signed < report.records {
+                    let _ = write!(
+                        line,
+                        " (the {} before were written before the key was configured)",
+                        report.records - report.signed
+                    );
+                }
+            } else if report.signed > 0 {
+                let _ = write!(
+                    line,
+                    "; {} records are signed, but their signatures were not checked: no audit key \
+                     is configured (state.audit_key_env or state.audit_key_file)",
+                    report.signed
+                );
+            }
+            if let Some(path) = &args.checkpoint {
+                let checkpoints = read_checkpoints(path).map_err(internal)?;
+                let mut sorted: Vec<_> = checkpoints.iter().collect();
+                sorted.sort_by_key(|cp| cp.seq);
+                for cp in &sorted {
+                    log.check_checkpoint(cp)
+                        .map_err(internal)?
+                        .map_err(broken)?;
+                }
+                let _ = write!(
+                    line,
+                    "; matches {} checkpoint{} in {}",
+                    sorted.len(),
+                    if sorted.len() == 1 { "" } else { "s" },
+                    path.display()
+                );
+            }
+            print_stdout(&line)
+        }
+        AuditCommand::Checkpoint(args) => {
+            let log = open(&args.config)?;
+            let internal = |e: String| CallError::new(ErrorKind::Internal, e);
+            let head = log.head().map_err(internal)?;
+            match &args.out {
+                Some(path) => {
+                    append_checkpoint(path, &head).map_err(internal)?;
+                    print_stdout(&format!(
+                        "checkpoint of record {} appended to {}",
+                        head.seq,
+                        path.display()
+                    ))
+                }
+                None => print_stdout(&serde_json::to_string(&head).unwrap_or_default()),
             }
         }
     }

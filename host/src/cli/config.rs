@@ -30,9 +30,19 @@ pub(super) fn run(command: ConfigCommand) -> Result<(), CallError> {
         ConfigCommand::Check(arg) => {
             let config = WardenConfig::load_verifying_pins(&arg.config)
                 .map_err(|problems| config_error(&arg.config, &problems))?;
+            // Warnings do not fail the check: the config works, but hands out more than it seems.
+            let warnings = config.warnings(Some(&arg.config));
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             print_stdout(&format!(
-                "{}: ok ({} plugins, {} sources, {} models, {} agents, {} tenants)",
+                "{}: ok{} ({} plugins, {} sources, {} models, {} agents, {} tenants)",
                 arg.config.display(),
+                match warnings.len() {
+                    0 => String::new(),
+                    1 => ", 1 warning".into(),
+                    n => format!(", {n} warnings"),
+                },
                 config.plugins.len(),
                 config.sources.len(),
                 config.models.len(),
@@ -58,7 +68,12 @@ fn config_error(path: &Path, problems: &ConfigProblems) -> CallError {
 /// Loads a config and configures every capability from it.
 pub(super) fn capabilities(path: &Path) -> Result<Arc<Capabilities>, CallError> {
     let config = Arc::new(load(path)?);
-    Capabilities::configure(config)
-        .map(Arc::new)
-        .map_err(|e| CallError::new(ErrorKind::Config, format!("{}: {e}", path.display())))
+    let fail = |e: String| CallError::new(ErrorKind::Config, format!("{}: {e}", path.display()));
+    let capabilities = Capabilities::configure(config.clone()).map_err(fail)?;
+    // The key is shared by every clone of the log (the model router's too), so setting it here,
+    // before any call runs, signs every record this process writes.
+    if let Some(key) = crate::policy::audit::AuditKey::from_config(&config).map_err(fail)? {
+        capabilities.audit.use_key(key).map_err(fail)?;
+    }
+    Ok(Arc::new(capabilities))
 }

@@ -17,10 +17,72 @@ impl Problems<'_> {
 }
 
 pub(super) fn check(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
+    check_all(config, problems);
+    values_in_place_of_names(config, problems);
+}
+
+/// Every place the config names an environment variable: (key, the name as written).
+fn env_references(config: &WardenConfig) -> Vec<(String, &str)> {
+    let mut refs: Vec<(String, &str)> = Vec::new();
+    if let Some(var) = &config.state.audit_key_env {
+        refs.push(("state.audit_key_env".into(), var));
+    }
+    for (name, s) in &config.sources {
+        if let Some(var) = &s.url_env {
+            refs.push((format!("sources.{name}.url_env"), var));
+        }
+        for (header, value) in &s.headers {
+            if let Some(var) = value.strip_prefix("env:") {
+                refs.push((format!("sources.{name}.headers.{header}"), var));
+            }
+        }
+    }
+    for (name, m) in &config.models {
+        if let Some(var) = &m.api_key_env {
+            refs.push((format!("models.{name}.api_key_env"), var));
+        }
+        for (header, value) in &m.headers {
+            if let Some(var) = value.strip_prefix("env:") {
+                refs.push((format!("models.{name}.headers.{header}"), var));
+            }
+        }
+    }
+    refs
+}
+
+/// An operator who writes the secret itself where a variable's name belongs (a database URL in
+/// `url_env`, a key in `api_key_env`) must not see it echoed by the check, on a terminal or in
+/// a CI log. Every problem that would quote such a value is replaced by one that says what is
+/// wrong without it.
+fn values_in_place_of_names(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
+    for (key, var) in env_references(config) {
+        if super::is_env_var_name(var) {
+            continue;
+        }
+        if !var.is_empty() {
+            problems.retain(|p| !p.message.contains(var) && !p.key.contains(var));
+        }
+        problems.retain(|p| p.key != key);
+        problems.push(ConfigProblem {
+            key,
+            message: if var.is_empty() {
+                "name the environment variable, e.g. \"CRM_DATABASE_URL\"".into()
+            } else {
+                "this looks like a value, not the name of an environment variable (a name is \
+                 letters, digits and `_`); put the value in an environment variable and write \
+                 its name here, e.g. \"CRM_DATABASE_URL\""
+                    .into()
+            },
+        });
+    }
+}
+
+fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
     let mut p = Problems(problems);
     if let Err(e) = StateUrl::parse(&config.state.url, &config.base_dir) {
         p.add("state.url", e);
     }
+    check_audit_key(config, &mut p);
     for (name, plugin) in &config.plugins {
         let key = format!("plugins.{name}");
         let path = config.resolve(&plugin.path);
@@ -97,6 +159,14 @@ pub(super) fn check(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
             );
         }
         for (i, tool) in agent.tools.iter().enumerate() {
+            if tool == "*" {
+                p.add(
+                    format!("{key}.tools[{i}]"),
+                    "`*` would allow every tool of every plugin, plugins added later included; \
+                     name each plugin instead, as \"PLUGIN/*\" or \"PLUGIN/TOOL\"",
+                );
+                continue;
+            }
             match tool.split_once('/') {
                 Some((plugin, tool_name)) if !tool_name.is_empty() => {
                     if !config.plugins.contains_key(plugin) {
@@ -156,6 +226,24 @@ pub(super) fn check(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
                 );
             }
         }
+    }
+}
+
+/// The audit key must be there, and long enough, whenever the config names one: a log that
+/// should be signed is never silently written unsigned.
+fn check_audit_key(config: &WardenConfig, p: &mut Problems<'_>) {
+    let state = &config.state;
+    if state.audit_key_env.is_some() && state.audit_key_file.is_some() {
+        p.add(
+            "state.audit_key_file",
+            "set one of `audit_key_env` and `audit_key_file`, not both",
+        );
+        return;
+    }
+    if let Err(e) = crate::policy::audit::AuditKey::from_config(config) {
+        // The message starts with the key it is about.
+        let (key, message) = e.split_once(": ").unwrap_or(("state", e.as_str()));
+        p.add(key, message);
     }
 }
 

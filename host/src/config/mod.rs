@@ -4,6 +4,7 @@
 
 mod check;
 mod model;
+mod warnings;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -174,6 +175,13 @@ impl WardenConfig {
         problems
     }
 
+    /// What `warden config check` warns about in a config that loads: directory sources that
+    /// contain what a plugin must not reach (the config file itself too, when `config_file` is
+    /// given), secrets written inline, and an audit key file others can read. See `warnings.rs`.
+    pub fn warnings(&self, config_file: Option<&Path>) -> Vec<ConfigProblem> {
+        warnings::warnings(self, config_file)
+    }
+
     /// A path from the config, resolved against the config's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
@@ -231,10 +239,74 @@ fn named_entries<T: DeserializeOwned>(
     out
 }
 
+/// Parses and checks `warden.toml` text as `warden config check` would, and returns its
+/// warnings, or every problem. Relative paths resolve against a folder that does not exist, so
+/// it reads no more of the file system than the absolute paths in the text name (and the audit
+/// key file, at most a few KiB). For fuzzing: whatever the text, this returns, never panics.
+pub fn check_text(text: &str) -> Result<Vec<ConfigProblem>, ConfigProblems> {
+    let config = WardenConfig::parse(text, Path::new("/nonexistent/warden-config-check"))?;
+    Ok(config.warnings(None))
+}
+
+/// Is `name` usable as an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`)? What is not is
+/// likely the value itself (a URL, a key) pasted in by mistake, and is never echoed back.
+pub fn is_env_var_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Names of plugins, sources, models, agents and tenants.
 pub fn valid_name(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn hostile_configs_are_refused_without_a_panic() {
+        for text in [
+            "[state]\naudit_key_file = \"/dev/zero\"\n",
+            "[state]\naudit_key_file = \"/proc/self/mem\"\n",
+            "[state]\naudit_key_env = \"\"\n",
+            "[sources.s]\nkind = \"postgres\"\nurl_env = \"\"\n",
+            "[sources.s]\nkind = \"http\"\nallow = [\"\"]\nheaders = { \"\" = \"env:\" }\n",
+            "[agents.a]\ntools = [\"*\", \"/\", \"a/\", \"/b\"]\ngrants = [\":\", \"::\", \"memory:\"]\n",
+            "[sources.d]\nkind = \"dir\"\npath = \"/\"\n[state]\nurl = \"sqlite:///\"\n",
+            "[plugins.\u{e9}]\npath = \"\"\n",
+        ] {
+            let _ = check_text(text);
+        }
+        let err = check_text("[state]\naudit_key_file = \"/dev/zero\"\n").unwrap_err();
+        assert!(err.to_string().contains("state.audit_key_file"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn check_text_never_panics(text in any::<String>()) {
+            let _ = check_text(&text);
+        }
+
+        #[test]
+        fn check_text_never_panics_on_config_shaped_text(
+            section in prop::sample::select(vec!["state", "sources.s", "agents.a", "models.m", "plugins.p"]),
+            key in prop::sample::select(vec!["url", "path", "kind", "url_env", "tools", "grants", "headers", "audit_key_env", "backend", "max"]),
+            value in prop_oneof![
+                "\"[ -~]{0,24}\"",
+                Just("[\"*\"]".to_string()),
+                Just("{ Authorization = \"Bearer x\" }".to_string()),
+                Just("\"dir\"".to_string()),
+                Just("1".to_string()),
+            ],
+        ) {
+            let _ = check_text(&format!("[{section}]\n{key} = {value}\n"));
+        }
+    }
 }

@@ -12,6 +12,11 @@ pub struct StateConfig {
     /// `sqlite://PATH` (the embedded default) or `postgres://…`.
     #[serde(default = "default_state_url")]
     pub url: String,
+    /// The environment variable holding the audit key, which signs every audit record
+    /// (HMAC-SHA256) so a rewrite without the key is caught. At least 32 bytes.
+    pub audit_key_env: Option<String>,
+    /// A file holding the audit key, instead of `audit_key_env`; relative to the config.
+    pub audit_key_file: Option<PathBuf>,
 }
 
 /// The embedded default state store.
@@ -23,6 +28,8 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             url: default_state_url(),
+            audit_key_env: None,
+            audit_key_file: None,
         }
     }
 }

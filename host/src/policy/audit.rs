@@ -2,11 +2,25 @@
 //! hash-chained. Each record carries the hash of the one before it, so an edited or deleted
 //! record breaks the chain, and `warden audit verify` names the first bad one. Triggers refuse
 //! UPDATE and DELETE, so editing needs deliberate tampering, which the chain then reveals.
+//!
+//! A chain kept only in the database proves little against someone who can write the database:
+//! they can drop the triggers, delete records, renumber and rehash the rest. Two anchors outside
+//! the store close that:
+//!
+//! - an [`AuditKey`] (from `[state] audit_key_env` or `audit_key_file`) makes every record's
+//!   hash an HMAC-SHA256, which nobody without the key can recompute;
+//! - a [`Checkpoint`] (`warden audit checkpoint`) exports the head to a file outside the store,
+//!   and [`AuditLog::check_checkpoint`] finds a chain rewritten or cut short since.
 
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use hmac::{KeyInit, Mac};
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::WardenConfig;
 use crate::state::StateStore;
 
 const SCHEMA: &str = "
@@ -33,7 +47,127 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
 /// The hash before the first record.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How the hash of a record signed with the audit key starts; a plain sha256 is bare hex.
+pub const SIGNED_PREFIX: &str = "hmac-sha256:";
+
+/// The shortest audit key accepted: 32 bytes, the HMAC-SHA256 block's worth of guessing.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// HMAC-SHA256 over the sha2 version the `hmac` crate is built on.
+type HmacSha256 = hmac::Hmac<sha2_hmac::Sha256>;
+
+/// A secret from outside the state store that signs every audit record (HMAC-SHA256), so a
+/// rewrite by someone who can write the store but has not got the key is caught.
+#[derive(Clone)]
+pub struct AuditKey(Arc<[u8]>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+impl AuditKey {
+    /// A key from its bytes; refused when shorter than [`MIN_KEY_BYTES`].
+    pub fn new(bytes: &[u8]) -> Result<AuditKey, String> {
+        if bytes.len() < MIN_KEY_BYTES {
+            return Err(format!(
+                "the audit key is {} bytes; it needs at least {MIN_KEY_BYTES} (e.g. `openssl rand -hex 32`)",
+                bytes.len()
+            ));
+        }
+        Ok(AuditKey(bytes.into()))
+    }
+
+    /// The key the config names in `[state] audit_key_env` or `audit_key_file`, if any. Errors
+    /// name the key to fix and never show the key itself.
+    pub fn from_config(config: &WardenConfig) -> Result<Option<AuditKey>, String> {
+        let state = &config.state;
+        if let Some(var) = &state.audit_key_env {
+            if !crate::config::is_env_var_name(var) {
+                return Err(
+                    "state.audit_key_env: this looks like a value, not the name of an environment \
+                     variable; put the key in a variable and write its name, e.g. \"WARDEN_AUDIT_KEY\""
+                        .into(),
+                );
+            }
+            let value = std::env::var_os(var).ok_or_else(|| {
+                format!("state.audit_key_env: the environment variable `{var}` is not set")
+            })?;
+            return AuditKey::new(value.as_encoded_bytes())
+                .map(Some)
+                .map_err(|e| format!("state.audit_key_env: `{var}`: {e}"));
+        }
+        if let Some(path) = &state.audit_key_file {
+            let path = config.resolve(path);
+            let bytes = read_key_file(&path).map_err(|e| {
+                format!(
+                    "state.audit_key_file: cannot read the audit key file {}: {e}",
+                    path.display()
+                )
+            })?;
+            // A trailing newline from `echo` or an editor is not part of the key.
+            let trimmed = bytes.trim_ascii_end();
+            return AuditKey::new(trimmed)
+                .map(Some)
+                .map_err(|e| format!("state.audit_key_file: {}: {e}", path.display()));
+        }
+        Ok(None)
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length")
+    }
+}
+
+/// The largest audit key file read: a key is a few dozen bytes, and a config naming a device or
+/// a huge file must not hang or fill memory.
+const MAX_KEY_FILE_BYTES: u64 = 4096;
+
+fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(format!(
+            "it is larger than {MAX_KEY_FILE_BYTES} bytes, too large for a key"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The head of the chain at one moment, kept outside the store (one JSON line in a file), so a
+/// later rewrite or truncation of the log can be seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The newest record's sequence number (0 for an empty log).
+    pub seq: i64,
+    /// The newest record's hash.
+    pub hash: String,
+    /// When the newest record was written, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// When the checkpoint was taken, in milliseconds since the Unix epoch.
+    pub taken_at_ms: i64,
+}
+
+/// What [`AuditLog::verify`] found in an intact chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainReport {
+    /// How many records the log holds.
+    pub records: u64,
+    /// How many of them are signed with an audit key.
+    pub signed: u64,
+    /// Whether the signatures were checked (an audit key is configured).
+    pub signatures_checked: bool,
+}
 
 /// How a capability use ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,6 +261,8 @@ pub struct ChainBreak {
 #[derive(Clone)]
 pub struct AuditLog {
     store: StateStore,
+    /// Shared by every clone, so a key set once after opening signs every writer's records.
+    key: Arc<OnceLock<AuditKey>>,
 }
 
 impl AuditLog {
@@ -135,7 +271,29 @@ impl AuditLog {
         store
             .with_conn(|c| c.execute_batch(SCHEMA))
             .map_err(|e| format!("cannot create the audit log: {e}"))?;
-        Ok(AuditLog { store })
+        Ok(AuditLog {
+            store,
+            key: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Signs every record appended from now on with `key`, and checks signatures in
+    /// [`AuditLog::verify`]; this log and all its clones. Set once: a second key is refused.
+    pub fn use_key(&self, key: AuditKey) -> Result<(), String> {
+        let set = self.key.get_or_init(|| key.clone());
+        if set.0 != key.0 {
+            return Err("the audit log already signs with another key".into());
+        }
+        Ok(())
+    }
+
+    /// Opens the log of `config`'s state store, with the audit key the config names.
+    pub fn open_configured(store: StateStore, config: &WardenConfig) -> Result<AuditLog, String> {
+        let log = AuditLog::open(store)?;
+        if let Some(key) = AuditKey::from_config(config)? {
+            log.use_key(key)?;
+        }
+        Ok(log)
     }
 
     /// The database file the log lives in, for messages.
@@ -145,10 +303,7 @@ impl AuditLog {
 
     /// Appends one record, chained to the last one, in one transaction.
     pub fn append(&self, record: &NewRecord<'_>, outcome: Outcome) -> Result<i64, String> {
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
+        let at_ms = now_ms();
         self.store
             .with_conn(|conn| {
                 let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -175,7 +330,7 @@ impl AuditLog {
                     prev_hash,
                     hash: String::new(),
                 };
-                full.hash = record_hash(&full);
+                full.hash = record_hash(&full, self.key.get());
                 tx.execute(
                     "INSERT INTO audit_log (seq, at_ms, tenant, agent, session, plugin, tool, call_id, capability, \
                      target, outcome, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -200,11 +355,21 @@ impl AuditLog {
         Ok(records)
     }
 
-    /// Checks every record's hash and link; returns the number of records, or the first break.
-    pub fn verify(&self) -> Result<Result<u64, ChainBreak>, String> {
+    /// Checks every record's hash and link; returns what it found, or the first break.
+    ///
+    /// Without an audit key, a signed record's contents cannot be checked (only its link). With
+    /// one, every signature is checked, and once one record is signed every later record must
+    /// be: an unsigned record after a signed one was written by someone without the key. Records
+    /// from before the key was configured may be unsigned, but the newest must be signed, or a
+    /// whole rewrite without the key would pass.
+    pub fn verify(&self) -> Result<Result<ChainReport, ChainBreak>, String> {
         let records = self.query("SELECT * FROM audit_log WHERE ?1 >= 0 ORDER BY seq", 0)?;
+        let key = self.key.get();
         let mut prev = GENESIS.to_string();
+        let mut first_signed: Option<i64> = None;
+        let mut signed = 0u64;
         for (expected_seq, r) in (1..).zip(records.iter()) {
+            let broken = |reason: String| Ok(Err(ChainBreak { seq: r.seq, reason }));
             if r.seq != expected_seq {
                 return Ok(Err(ChainBreak {
                     seq: expected_seq,
@@ -215,17 +380,120 @@ impl AuditLog {
                 }));
             }
             if r.prev_hash != prev {
-                return Ok(Err(ChainBreak { seq: r.seq, reason: "its link to the record before does not match: a record was deleted or edited".into() }));
+                return broken(
+                    "its link to the record before does not match: a record was deleted or edited"
+                        .into(),
+                );
             }
-            if record_hash(r) != r.hash {
-                return Ok(Err(ChainBreak {
-                    seq: r.seq,
-                    reason: "its contents do not match its hash: the record was edited".into(),
-                }));
+            let is_signed = r.hash.starts_with(SIGNED_PREFIX);
+            if is_signed {
+                signed += 1;
+                first_signed.get_or_insert(r.seq);
+                if let Some(key) = key
+                    && record_hash(r, Some(key)) != r.hash
+                {
+                    return broken(
+                        "its signature does not match its contents: the record was edited, or \
+                         signed with another audit key"
+                            .into(),
+                    );
+                }
+            } else {
+                if let (Some(_), Some(first)) = (key, first_signed) {
+                    return broken(format!(
+                        "it is not signed with the audit key, though record {first} before it is: \
+                         it was written or rewritten by someone without the key"
+                    ));
+                }
+                if record_hash(r, None) != r.hash {
+                    return broken(if r.seq > 1 {
+                        format!(
+                            "its contents do not match its hash: this record was edited, or its \
+                             link was changed to fit an edited record {}",
+                            r.seq - 1
+                        )
+                    } else {
+                        "its contents do not match its hash: the record was edited".into()
+                    });
+                }
             }
             prev = r.hash.clone();
         }
-        Ok(Ok(records.len() as u64))
+        if key.is_some() && first_signed.is_none() && !records.is_empty() {
+            return Ok(Err(ChainBreak {
+                seq: 1,
+                reason: format!(
+                    "none of the {} records is signed with the audit key: either no call was \
+                     audited since the key was configured (the next audited call signs its \
+                     record), or the log was rewritten without the key",
+                    records.len()
+                ),
+            }));
+        }
+        Ok(Ok(ChainReport {
+            records: records.len() as u64,
+            signed,
+            signatures_checked: key.is_some(),
+        }))
+    }
+
+    /// The head of the chain now, for a checkpoint: sequence 0 and the genesis hash when empty.
+    pub fn head(&self) -> Result<Checkpoint, String> {
+        let last = self.query(
+            "SELECT * FROM audit_log WHERE ?1 >= 0 ORDER BY seq DESC LIMIT 1",
+            0,
+        )?;
+        let taken_at_ms = now_ms();
+        Ok(match last.first() {
+            Some(r) => Checkpoint {
+                seq: r.seq,
+                hash: r.hash.clone(),
+                at_ms: r.at_ms,
+                taken_at_ms,
+            },
+            None => Checkpoint {
+                seq: 0,
+                hash: GENESIS.into(),
+                at_ms: 0,
+                taken_at_ms,
+            },
+        })
+    }
+
+    /// Checks the log against a checkpoint taken earlier: the checkpointed record must still be
+    /// there with the same hash. A log that ends before it was cut short; a record that differs
+    /// means the chain was rewritten at or before it.
+    pub fn check_checkpoint(&self, cp: &Checkpoint) -> Result<Result<(), ChainBreak>, String> {
+        let head = self.head()?;
+        if head.seq < cp.seq {
+            return Ok(Err(ChainBreak {
+                seq: head.seq + 1,
+                reason: format!(
+                    "the log was cut short: a checkpoint taken at {} ms saw record {}, but the log \
+                     now ends at record {}; records {} to {} were deleted",
+                    cp.taken_at_ms,
+                    cp.seq,
+                    head.seq,
+                    head.seq + 1,
+                    cp.seq
+                ),
+            }));
+        }
+        if cp.seq == 0 {
+            return Ok(Ok(()));
+        }
+        let found = self.query("SELECT * FROM audit_log WHERE seq = ?1", cp.seq)?;
+        match found.first() {
+            Some(r) if r.hash == cp.hash => Ok(Ok(())),
+            _ => Ok(Err(ChainBreak {
+                seq: cp.seq,
+                reason: format!(
+                    "it does not match the checkpoint taken at {} ms (hash {}): the log was \
+                     rewritten at or before this record",
+                    cp.taken_at_ms, cp.hash
+                ),
+            })),
+        }
     }
 
     fn query(&self, sql: &str, arg: i64) -> Result<Vec<AuditRecord>, String> {
@@ -256,10 +524,35 @@ impl AuditLog {
     }
 }
 
-/// sha256 over the previous hash and every field, each length-prefixed so that no two
-/// different records hash the same input.
-fn record_hash(r: &AuditRecord) -> String {
-    let mut h = Sha256::new();
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// The record's hash: sha256, or with `key` HMAC-SHA256 (written with [`SIGNED_PREFIX`]), over
+/// the previous hash and every field, each length-prefixed so that no two different records
+/// hash the same input.
+fn record_hash(r: &AuditRecord, key: Option<&AuditKey>) -> String {
+    match key {
+        None => {
+            let mut h = Sha256::new();
+            feed_fields(r, |bytes| h.update(bytes));
+            hex::encode(h.finalize())
+        }
+        Some(key) => {
+            let mut mac = key.mac();
+            feed_fields(r, |bytes| mac.update(bytes));
+            format!(
+                "{SIGNED_PREFIX}{}",
+                hex::encode(mac.finalize().into_bytes())
+            )
+        }
+    }
+}
+
+fn feed_fields(r: &AuditRecord, mut update: impl FnMut(&[u8])) {
     let seq = r.seq.to_string();
     let at = r.at_ms.to_string();
     for field in [
@@ -277,10 +570,54 @@ fn record_hash(r: &AuditRecord) -> String {
         &r.outcome,
         &r.detail,
     ] {
-        h.update((field.len() as u64).to_le_bytes());
-        h.update(field.as_bytes());
+        update(&(field.len() as u64).to_le_bytes());
+        update(field.as_bytes());
     }
-    hex::encode(h.finalize())
+}
+
+/// Reads a checkpoint file (one JSON [`Checkpoint`] a line, as `warden audit checkpoint --out`
+/// appends them); a line that is not one is an error naming its number.
+pub fn read_checkpoints(path: &Path) -> Result<Vec<Checkpoint>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the checkpoint file {}: {e}", path.display()))?;
+    let mut checkpoints = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cp: Checkpoint = serde_json::from_str(line).map_err(|e| {
+            format!(
+                "{} line {}: not a checkpoint ({e}); `warden audit checkpoint --out FILE` writes them",
+                path.display(),
+                i + 1
+            )
+        })?;
+        checkpoints.push(cp);
+    }
+    if checkpoints.is_empty() {
+        return Err(format!(
+            "{} holds no checkpoint; `warden audit checkpoint --out {}` writes one",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(checkpoints)
+}
+
+/// Appends one checkpoint line to `path` (created 0600 if missing) and flushes it to disk.
+pub fn append_checkpoint(path: &Path, cp: &Checkpoint) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let line = serde_json::to_string(cp).map_err(|e| e.to_string())? + "\n";
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot open the checkpoint file {}: {e}", path.display()))?;
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_data())
+        .map_err(|e| format!("cannot write the checkpoint file {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -308,7 +645,7 @@ mod tests {
         for t in ["a", "b", "c"] {
             log.append(&rec(t), Outcome::Allowed).unwrap();
         }
-        assert_eq!(log.verify().unwrap(), Ok(3));
+        assert_eq!(log.verify().unwrap().unwrap().records, 3);
         assert_eq!(
             log.tail(2)
                 .unwrap()
@@ -362,5 +699,258 @@ mod tests {
             })
             .unwrap();
         assert_eq!(log.verify().unwrap().unwrap_err().seq, 2);
+    }
+
+    /// Rewrites the log as an attacker who can write the store but has no key would: drops
+    /// the triggers, deletes `victims`, renumbers the rest and rehashes from the first change
+    /// with plain sha256.
+    fn rewrite_without_key(log: &AuditLog, victims: &[i64]) {
+        let mut records = log
+            .query("SELECT * FROM audit_log WHERE ?1 >= 0 ORDER BY seq", 0)
+            .unwrap();
+        let first = *victims.iter().min().unwrap();
+        records.retain(|r| !victims.contains(&r.seq));
+        let mut prev = GENESIS.to_string();
+        for (i, r) in records.iter_mut().enumerate() {
+            r.seq = i as i64 + 1;
+            if r.seq >= first {
+                r.prev_hash = prev.clone();
+                r.hash = record_hash(r, None);
+            }
+            prev = r.hash.clone();
+        }
+        log.store
+            .with_conn(|c| {
+                c.execute_batch(
+                    "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log;",
+                )?;
+                for r in &records {
+                    c.execute(
+                        "INSERT INTO audit_log VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                        params![
+                            r.seq, r.at_ms, r.tenant, r.agent, r.session, r.plugin, r.tool, r.call_id,
+                            r.capability, r.target, r.outcome, r.detail, r.prev_hash, r.hash
+                        ],
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn key(byte: u8) -> AuditKey {
+        AuditKey::new(&[byte; 32]).unwrap()
+    }
+
+    /// The same store opened again, as a later `warden audit verify` would, with or without the
+    /// key.
+    fn reopen(log: &AuditLog, key: Option<AuditKey>) -> AuditLog {
+        let again = AuditLog::open(log.store.clone()).unwrap();
+        // A fresh cell: the clone above shares the store, not the key.
+        let again = AuditLog {
+            key: Arc::new(OnceLock::new()),
+            ..again
+        };
+        if let Some(key) = key {
+            again.use_key(key).unwrap();
+        }
+        again
+    }
+
+    #[test]
+    fn an_edited_record_rehashed_with_the_next_link_fixed_is_caught() {
+        let (_d, log) = log();
+        for t in ["a", "b", "c", "d"] {
+            log.append(&rec(t), Outcome::Denied).unwrap();
+        }
+        let mut records = log
+            .query("SELECT * FROM audit_log WHERE ?1 >= 0 ORDER BY seq", 0)
+            .unwrap();
+        // Record 2 says "allowed" now, with a hash that fits, and record 3 links to it.
+        records[1].outcome = "allowed".into();
+        records[1].hash = record_hash(&records[1], None);
+        records[2].prev_hash = records[1].hash.clone();
+        log.store
+            .with_conn(|c| {
+                c.execute_batch("DROP TRIGGER audit_log_no_update;")?;
+                for r in &records[1..3] {
+                    c.execute(
+                        "UPDATE audit_log SET outcome = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+                        params![r.outcome, r.prev_hash, r.hash, r.seq],
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let broken = log.verify().unwrap().unwrap_err();
+        // Record 3's hash covers the link it was written with, so the changed link shows there.
+        assert_eq!(broken.seq, 3, "{broken:?}");
+        assert!(broken.reason.contains("record 2"), "{broken:?}");
+    }
+
+    #[test]
+    fn signed_records_verify_with_the_key_and_link_without_it() {
+        let (_d, log) = log();
+        log.use_key(key(7)).unwrap();
+        for t in ["a", "b", "c"] {
+            log.append(&rec(t), Outcome::Allowed).unwrap();
+        }
+        let report = log.verify().unwrap().unwrap();
+        assert_eq!((report.records, report.signed), (3, 3));
+        assert!(report.signatures_checked);
+        assert!(log.tail(1).unwrap()[0].hash.starts_with(SIGNED_PREFIX));
+        let plain = reopen(&log, None).verify().unwrap().unwrap();
+        assert_eq!((plain.records, plain.signed), (3, 3));
+        assert!(!plain.signatures_checked);
+    }
+
+    #[test]
+    fn a_rewrite_without_the_key_passes_plain_verify_but_not_the_keyed_one() {
+        let (_d, log) = log();
+        log.use_key(key(7)).unwrap();
+        for t in ["a", "b", "c", "d", "e"] {
+            log.append(&rec(t), Outcome::Allowed).unwrap();
+        }
+        rewrite_without_key(&log, &[3]);
+        assert_eq!(
+            reopen(&log, None).verify().unwrap().unwrap().records,
+            4,
+            "without the key the rewrite is not visible"
+        );
+        let broken = log.verify().unwrap().unwrap_err();
+        assert_eq!(broken.seq, 3, "{broken:?}");
+        assert!(broken.reason.contains("not signed"), "{broken:?}");
+    }
+
+    #[test]
+    fn a_whole_rewrite_without_the_key_is_caught() {
+        let (_d, log) = log();
+        log.use_key(key(7)).unwrap();
+        for t in ["a", "b", "c"] {
+            log.append(&rec(t), Outcome::Allowed).unwrap();
+        }
+        rewrite_without_key(&log, &[1]);
+        let broken = log.verify().unwrap().unwrap_err();
+        assert_eq!(broken.seq, 1, "{broken:?}");
+        assert!(
+            broken.reason.contains("none of the 2 records"),
+            "{broken:?}"
+        );
+    }
+
+    #[test]
+    fn a_record_signed_with_another_key_is_named() {
+        let (_d, log) = log();
+        log.use_key(key(7)).unwrap();
+        for t in ["a", "b"] {
+            log.append(&rec(t), Outcome::Allowed).unwrap();
+        }
+        let broken = reopen(&log, Some(key(8))).verify().unwrap().unwrap_err();
+        assert_eq!(broken.seq, 1, "{broken:?}");
+        assert!(broken.reason.contains("signature"), "{broken:?}");
+    }
+
+    #[test]
+    fn records_from_before_the_key_may_be_unsigned() {
+        let (_d, log) = log();
+        log.append(&rec("old"), Outcome::Allowed).unwrap();
+        let keyed = reopen(&log, Some(key(7)));
+        let broken = keyed.verify().unwrap().unwrap_err();
+        assert!(
+            broken.reason.contains("no call was audited since"),
+            "{broken:?}"
+        );
+        keyed.append(&rec("new"), Outcome::Allowed).unwrap();
+        let report = keyed.verify().unwrap().unwrap();
+        assert_eq!((report.records, report.signed), (2, 1));
+    }
+
+    #[test]
+    fn a_second_key_is_refused() {
+        let (_d, log) = log();
+        log.use_key(key(7)).unwrap();
+        assert!(log.use_key(key(7)).is_ok());
+        assert!(log.use_key(key(8)).is_err());
+        assert!(AuditKey::new(b"short").unwrap_err().contains("at least 32"));
+    }
+
+    #[test]
+    fn a_checkpoint_catches_a_log_cut_short() {
+        let (_d, log) = log();
+        for t in ["a", "b", "c", "d"] {
+            log.append(&rec(t), Outcome::Allowed).unwrap();
+        }
+        let cp = log.head().unwrap();
+        assert_eq!(cp.seq, 4);
+        assert_eq!(log.check_checkpoint(&cp).unwrap(), Ok(()));
+        log.store
+            .with_conn(|c| {
+                c.execute_batch(
+                    "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE seq >= 3;",
+                )
+            })
+            .unwrap();
+        assert!(
+            log.verify().unwrap().is_ok(),
+            "the chain alone cannot see it"
+        );
+        let broken = log.check_checkpoint(&cp).unwrap().unwrap_err();
+        assert_eq!(broken.seq, 3, "{broken:?}");
+        assert!(broken.reason.contains("cut short"), "{broken:?}");
+    }
+
+    #[test]
+    fn a_checkpoint_catches_a_rewritten_chain() {
+        let (_d, log) = log();
+        for t in ["a", "b", "c", "d"] {
+            log.append(&rec(t), Outcome::Allowed).unwrap();
+        }
+        let cp = log.head().unwrap();
+        log.append(&rec("e"), Outcome::Allowed).unwrap();
+        rewrite_without_key(&log, &[2]);
+        log.append(&rec("f"), Outcome::Allowed).unwrap();
+        assert!(
+            log.verify().unwrap().is_ok(),
+            "the chain alone cannot see it"
+        );
+        let broken = log.check_checkpoint(&cp).unwrap().unwrap_err();
+        assert_eq!(broken.seq, 4, "{broken:?}");
+        assert!(broken.reason.contains("rewritten"), "{broken:?}");
+    }
+
+    #[test]
+    fn checkpoints_round_trip_through_their_file() {
+        let (dir, log) = log();
+        log.append(&rec("a"), Outcome::Allowed).unwrap();
+        let path = dir.path().join("checkpoints.jsonl");
+        append_checkpoint(&path, &log.head().unwrap()).unwrap();
+        log.append(&rec("b"), Outcome::Allowed).unwrap();
+        append_checkpoint(&path, &log.head().unwrap()).unwrap();
+        let read = read_checkpoints(&path).unwrap();
+        assert_eq!(read.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
+        std::fs::write(&path, "{\"seq\": 1}\n").unwrap();
+        assert!(read_checkpoints(&path).unwrap_err().contains("line 1"));
+    }
+
+    #[test]
+    fn the_key_comes_from_a_file_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("audit.key"),
+            format!("{}\n", "k".repeat(32)),
+        )
+        .unwrap();
+        let text = "[state]\naudit_key_file = \"audit.key\"\n";
+        let config = WardenConfig::parse(text, dir.path()).unwrap();
+        let key = AuditKey::from_config(&config).unwrap().unwrap();
+        assert_eq!(&*key.0, "k".repeat(32).as_bytes());
+        std::fs::write(dir.path().join("audit.key"), "k".repeat(31)).unwrap();
+        let err = WardenConfig::parse(text, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("state.audit_key_file") && err.contains("at least 32"),
+            "{err}"
+        );
     }
 }

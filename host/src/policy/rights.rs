@@ -230,8 +230,9 @@ impl CallRights {
     }
 }
 
-/// May `agent` call `plugin/tool`? Its `tools` list names what it may call, with `*` wildcards
-/// for a whole plugin (`files/*`) or everything (`*`).
+/// May `agent` call `plugin/tool`? Its `tools` list names what it may call, with a `*` wildcard
+/// for a whole plugin (`files/*`). A bare `*` (every tool of every plugin, later ones included)
+/// is refused here as in the config check: an agent's tools are named, plugin by plugin.
 pub fn check_tool(
     config: &WardenConfig,
     agent: &str,
@@ -245,13 +246,13 @@ pub fn check_tool(
             known.join(", ")
         ));
     };
-    let allowed = agent_config.tools.iter().any(|pattern| {
-        pattern == "*"
-            || match pattern.split_once('/') {
-                Some((p, t)) => p == plugin && (t == "*" || t == tool),
-                None => false,
-            }
-    });
+    let allowed = agent_config
+        .tools
+        .iter()
+        .any(|pattern| match pattern.split_once('/') {
+            Some((p, t)) => p == plugin && (t == "*" || t == tool),
+            None => false,
+        });
     if allowed {
         Ok(())
     } else {
@@ -419,5 +420,77 @@ mod tests {
             .check_dir("handbook", false)
             .unwrap_err();
         assert!(err.contains("--config"), "{err}");
+    }
+
+    #[test]
+    fn a_bare_star_allows_no_tool() {
+        let mut config = (*config()).clone();
+        config.agents.get_mut("support").unwrap().tools = vec!["*".into()];
+        let err = check_tool(&config, "support", "files", "read").unwrap_err();
+        assert!(err.contains("\"files/*\""), "{err}");
+    }
+
+    #[test]
+    fn a_bare_source_grant_is_read_only() {
+        let text = r#"
+            [plugins.sql]
+            path = "Cargo.toml"
+            max = ["sql:crm:rw", "dir:*:rw"]
+            [sources.crm]
+            kind = "sqlite"
+            path = "Cargo.toml"
+            [sources.handbook]
+            kind = "dir"
+            path = "."
+            [agents.support]
+            grants = ["crm", "handbook"]
+        "#;
+        let config =
+            Arc::new(WardenConfig::parse(text, Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap());
+        let rights = CallRights::for_call(&config, "sql", "support");
+        assert_eq!(rights.check_sql("crm", false), Ok(Access::ReadOnly));
+        assert!(
+            rights
+                .check_sql("crm", true)
+                .unwrap_err()
+                .contains("read-only")
+        );
+        assert_eq!(rights.check_dir("handbook", false), Ok(Access::ReadOnly));
+        assert!(rights.check_dir("handbook", true).is_err());
+        assert_eq!(
+            rights.dirs().collect::<Vec<_>>(),
+            [("handbook", Access::ReadOnly)]
+        );
+    }
+
+    #[test]
+    fn memory_needs_both_the_grant_and_the_plugins_max() {
+        let text = r#"
+            [plugins.notes]
+            path = "Cargo.toml"
+            max = ["memory:notes:rw", "memory:shared:ro"]
+            [plugins.other]
+            path = "Cargo.toml"
+            max = ["dir:*:ro"]
+            [agents.support]
+            grants = ["memory:notes:rw", "memory:shared:rw", "memory:drafts:ro"]
+        "#;
+        let config =
+            Arc::new(WardenConfig::parse(text, Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap());
+        let rights = CallRights::for_call(&config, "notes", "support");
+        assert_eq!(rights.check_memory("notes", true), Ok(Access::ReadWrite));
+        // The plugin's max caps the agent's rw grant at ro.
+        assert_eq!(rights.check_memory("shared", false), Ok(Access::ReadOnly));
+        let err = rights.check_memory("shared", true).unwrap_err();
+        assert!(err.contains("plugins.notes.max"), "{err}");
+        // Granted to the agent, but outside the plugin's max.
+        let err = rights.check_memory("drafts", false).unwrap_err();
+        assert!(err.contains("plugins.notes.max"), "{err}");
+        // In neither.
+        let err = rights.check_memory("payroll", false).unwrap_err();
+        assert!(err.contains("\"memory:payroll:ro\""), "{err}");
+        // Another plugin with the same agent gets none of it.
+        let other = CallRights::for_call(&config, "other", "support");
+        assert!(other.check_memory("notes", false).is_err());
     }
 }
