@@ -377,6 +377,29 @@ fn plugin_log_lines_cannot_forge_host_log_lines() {
     );
 }
 
+#[test]
+fn plugin_stderr_cannot_forge_host_log_lines() {
+    let ws = planter_workspace();
+    let message = "hello\rERROR warden: forged host line\u{1b}[2K\u{2028}done";
+    let input = serde_json::json!({ "message": message }).to_string();
+    let run = ws.call("support", "planter", "stderr", &input);
+    run.assert_code(0);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("forged host line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{run:#?}");
+    assert!(
+        lines[0].contains("hello\\rERROR warden: forged host line\\u{1b}[2K\\u{2028}done"),
+        "{run:#?}"
+    );
+    assert!(
+        !run.stderr.contains('\r') && !run.stderr.contains('\u{1b}'),
+        "{run:#?}"
+    );
+}
+
 /// Makes the store refuse new audit records of one capability, as a full disk or a broken store
 /// would refuse them all, while every other record goes in.
 fn refuse_records_of(ws: &Workspace, capability: &str) {

@@ -1016,6 +1016,10 @@ fn timed(ws: &Workspace, args: &[&str]) -> (Run, u64) {
 
 /// `fields-hog hog` with no grant at all: `count` fields of `bytes` each.
 fn hog(count: u32, bytes: u32) -> (Run, u64) {
+    hog_with(json!({"count": count, "bytes": bytes}))
+}
+
+fn hog_with(input: serde_json::Value) -> (Run, u64) {
     let ws = Workspace::new();
     ws.config(
         r#"
@@ -1027,7 +1031,7 @@ fn hog(count: u32, bytes: u32) -> (Run, u64) {
         tools = ["fields-hog/*"]
         "#,
     );
-    let input = json!({"count": count, "bytes": bytes}).to_string();
+    let input = input.to_string();
     timed(
         &ws,
         &[
@@ -1068,6 +1072,17 @@ fn too_many_resources_in_one_call_is_the_memory_limit() {
     let (run, _) = hog(4_000, 1);
     run.assert_code(0);
     assert_eq!(run.json()["created"], 4_000, "{run:#?}");
+}
+
+#[test]
+fn a_plugin_that_goes_over_with_its_last_host_call_still_fails() {
+    // The 4096th resource is made by the plugin's last host call: it then returns without
+    // dropping them, so only the host's last accounting after the call can see it went over.
+    let (run, _) = hog_with(json!({"count": 4096, "bytes": 1, "leak": true}));
+    run.assert_fails_with(5, "limit exceeded: memory");
+    assert!(run.error_line().contains("resources"), "{run:#?}");
+    let (run, _) = hog_with(json!({"count": 4000, "bytes": 1, "leak": true}));
+    run.assert_code(0);
 }
 
 #[test]

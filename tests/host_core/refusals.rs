@@ -87,3 +87,14 @@ fn refuses_a_missing_file_naming_it() {
     run.assert_fails_with(6, "cannot read plugin file");
     assert!(run.error_line().contains("not-there.wasm"), "{run:#?}");
 }
+
+#[test]
+fn a_plugin_file_reached_through_a_symlink_is_refused() {
+    // A plugin granted a folder read-write could plant such a link where a plugin is expected.
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("text-tools.wasm");
+    std::os::unix::fs::symlink(plugin_path("text-tools"), &link).unwrap();
+    call_file(&link)
+        .assert_fails_with(6, "symbolic link")
+        .assert_no_panic();
+}

@@ -26,8 +26,8 @@ pub fn guest_path(source: &str) -> String {
 }
 
 /// Adds a preopen for every directory source the call was granted, and audits each one. A
-/// directory whose audit record cannot be committed is not opened (fail closed), and the first
-/// such failure is returned.
+/// directory whose audit record cannot be committed is not opened (fail closed), nor is any
+/// after it, and the failure is returned.
 pub(crate) fn preopen(
     builder: &mut WasiCtxBuilder,
     grants: &CallGrants,
@@ -36,7 +36,6 @@ pub(crate) fn preopen(
     let Some(caps) = &grants.capabilities else {
         return Ok(());
     };
-    let mut first_failure = None;
     for (name, access) in grants.rights.dirs() {
         let Some(path) = caps.config.sources.get(name).and_then(|s| s.path.as_ref()) else {
             continue;
@@ -55,21 +54,18 @@ pub(crate) fn preopen(
             Outcome::Allowed,
             &format!("preopened {} at {guest}", access.suffix()),
         );
-        if let Err(failure) = recorded {
-            first_failure.get_or_insert(failure);
-            continue;
-        }
+        // The first failure refuses the whole call: opening (or waiting on the store for)
+        // the remaining directories would serve nothing.
+        recorded?;
         if let Err(e) = builder.preopened_dir(&host_path, &guest, perms) {
             tracing::error!(
                 "cannot open directory source `{name}` at {}: {e}",
                 host_path.display()
             );
-            if let Err(failure) = grants.audit(site, "dir", name, Outcome::Failed, &e.to_string()) {
-                first_failure.get_or_insert(failure);
-            }
+            grants.audit(site, "dir", name, Outcome::Failed, &e.to_string())?;
         }
     }
-    first_failure.map_or(Ok(()), Err)
+    Ok(())
 }
 
 /// The `wasi:filesystem/types` instance wasmtime-wasi links (its WIT version), whose

@@ -54,7 +54,9 @@ impl Capabilities {
     pub fn configure(config: Arc<WardenConfig>) -> Result<Capabilities, String> {
         let url = StateUrl::parse(&config.state.url, &config.base_dir)?;
         let store = StateStore::open(&url)?;
-        let audit = AuditLog::open(store.clone())?;
+        // With the audit key, before any record is written: every clone of the log (the model
+        // router's too) shares it, so every record this host writes is signed.
+        let audit = AuditLog::open_configured(store.clone(), &config)?;
         let sql = sql::SqlSources::configure(&config)?;
         let http = http::HttpSources::configure(&config)?;
         let models = crate::models::ModelRouter::configure(&config, store, audit.clone())?;

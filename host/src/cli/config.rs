@@ -69,11 +69,6 @@ fn config_error(path: &Path, problems: &ConfigProblems) -> CallError {
 pub(super) fn capabilities(path: &Path) -> Result<Arc<Capabilities>, CallError> {
     let config = Arc::new(load(path)?);
     let fail = |e: String| CallError::new(ErrorKind::Config, format!("{}: {e}", path.display()));
-    let capabilities = Capabilities::configure(config.clone()).map_err(fail)?;
-    // The key is shared by every clone of the log (the model router's too), so setting it here,
-    // before any call runs, signs every record this process writes.
-    if let Some(key) = crate::policy::audit::AuditKey::from_config(&config).map_err(fail)? {
-        capabilities.audit.use_key(key).map_err(fail)?;
-    }
+    let capabilities = Capabilities::configure(config).map_err(fail)?;
     Ok(Arc::new(capabilities))
 }

@@ -174,12 +174,39 @@ pub(super) async fn invoke(
         Ok(Ok(Ok(output))) => check_output(output, limits),
     };
     forward_stdio(&store);
+    // The accounting runs at each host call; this last pass covers what happened after the
+    // guest's last one (an HTTP audit failure on a request's own task, resources it made last).
+    store.data_mut().account_host_resources();
     // Fail closed: a capability use the audit log could not record was refused, and whatever
     // the plugin made of that refusal is not handed back.
     if let Some(failure) = &store.data().audit_failure {
         return Err(CallError::new(ErrorKind::Internal, failure.to_string()));
     }
+    if result.is_ok() && store.data().limiter.host_refused() {
+        return Err(memory_limit_error(store.data(), limits));
+    }
     result
+}
+
+/// The memory limit, saying which side went over it.
+fn memory_limit_error(state: &CallState, limits: &CallLimits) -> CallError {
+    let what = if state.limiter.host_refused() {
+        format!(
+            "the plugin made the host hold more than its memory limit allows: WASI and HTTP \
+             resources (header fields, requests, bodies; at most {} at once) count against \
+             the same budget as linear memory",
+            crate::sandbox::MAX_RESOURCES
+        )
+    } else {
+        "the plugin tried to grow its linear memory past the limit".to_string()
+    };
+    CallError::limit(
+        Limit::Memory,
+        format!(
+            "{what}; the limit is {} MiB (raise it with --memory-mb)",
+            limits.memory_mb
+        ),
+    )
 }
 
 fn check_output(output: String, limits: &CallLimits) -> Result<String, CallError> {
@@ -271,26 +298,12 @@ fn trap_error(
                     ),
                 );
             }
-            _ if state.limiter.memory_refused() => {
-                return CallError::limit(
-                    Limit::Memory,
-                    format!(
-                        "the plugin tried to grow past its {} MiB memory limit (raise it with --memory-mb)",
-                        limits.memory_mb
-                    ),
-                );
-            }
+            _ if state.limiter.memory_refused() => return memory_limit_error(state, limits),
             _ => {}
         }
     }
     if state.limiter.memory_refused() {
-        return CallError::limit(
-            Limit::Memory,
-            format!(
-                "the plugin tried to grow past its {} MiB memory limit (raise it with --memory-mb)",
-                limits.memory_mb
-            ),
-        );
+        return memory_limit_error(state, limits);
     }
     if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return CallError::tool_failed(format!(
@@ -391,6 +404,8 @@ fn forward_stdio(store: &Store<CallState>) {
     for (stream, captured) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
         let (text, dropped) = captured.text();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            // What the guest wrote cannot forge or hide a host log line.
+            let line = crate::capabilities::log::escape_log_line(line);
             tracing::info!(target: "plugin", plugin = %state.plugin, tool = %state.tool, stream, "{line}");
         }
         if dropped > 0 {

@@ -293,7 +293,9 @@ pub fn read_plugin_file_within(path: &Path, max_bytes: u64) -> Result<Vec<u8>, C
     let cannot = |e: std::io::Error| {
         CallError::unusable(format!("cannot read plugin file `{}`: {e}", path.display()))
     };
-    let file = std::fs::File::open(path).map_err(cannot)?;
+    // A plugin file is never reached through a symlink: a link planted where a plugin is
+    // expected (say, by a plugin with a read-write grant on that folder) is refused.
+    let file = crate::capabilities::files::open_no_follow(path).map_err(cannot)?;
     let mut header = Vec::with_capacity(8);
     (&file).take(8).read_to_end(&mut header).map_err(cannot)?;
     check_header(&plugin_name(path), &header)?;

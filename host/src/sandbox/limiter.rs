@@ -16,6 +16,9 @@ pub struct CallLimiter {
     /// What the call's resources hold on the host, as last charged.
     host_bytes: usize,
     refused: bool,
+    /// The refusal came from the host's side (resources), not from a growth the guest asked
+    /// for and may have survived.
+    host_refused: bool,
 }
 
 impl CallLimiter {
@@ -26,6 +29,7 @@ impl CallLimiter {
             in_use: 0,
             host_bytes: 0,
             refused: false,
+            host_refused: false,
         }
     }
 
@@ -47,6 +51,13 @@ impl CallLimiter {
     /// Marks the call as over its memory limit: it ends as `limit exceeded: memory`.
     pub fn refuse(&mut self) {
         self.refused = true;
+        self.host_refused = true;
+    }
+
+    /// Whether what the call made the host hold went over the limit. Such a call fails even if
+    /// the guest returns: a guest may survive a refused `memory.grow`, not this.
+    pub fn host_refused(&self) -> bool {
+        self.host_refused
     }
 }
 

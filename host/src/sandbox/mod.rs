@@ -8,7 +8,7 @@ mod state;
 
 pub use limiter::CallLimiter;
 pub use output::CapturedOutput;
-pub use state::{CallIdentity, CallState, new_call_id};
+pub use state::{CallIdentity, CallState, MAX_RESOURCES, new_call_id};
 
 /// Default wall-clock limit for one call.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;

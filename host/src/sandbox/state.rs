@@ -231,6 +231,11 @@ impl CallState {
         outcome: Outcome,
         detail: &str,
     ) -> Result<(), AuditFailure> {
+        // The call is refused already: another attempt would only wait on the store again, and
+        // could leave a record after a missing one.
+        if let Some(failure) = &self.audit_failure {
+            return Err(failure.clone());
+        }
         let site = CallSite {
             identity: &self.identity,
             plugin: &self.plugin,

@@ -12,6 +12,10 @@ struct HogInput {
     count: u32,
     /// The size of the one header value in each.
     bytes: u32,
+    /// Forget the fields instead of dropping them at the end, so that no host call follows the
+    /// last one made.
+    #[serde(default)]
+    leak: bool,
 }
 
 /// How far it got.
@@ -38,8 +42,12 @@ fn hog(_ctx: &Context, input: HogInput) -> Result<HogOutput, ToolError> {
             }
         }
     }
+    let created = held.len() as u32;
+    if input.leak {
+        std::mem::forget(held);
+    }
     Ok(HogOutput {
-        created: held.len() as u32,
+        created,
         refused: None,
     })
 }

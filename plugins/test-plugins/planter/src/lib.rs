@@ -53,8 +53,20 @@ fn log_line(_ctx: &Context, input: LogInput) -> Result<Outcome, ToolError> {
     })
 }
 
+fn stderr_line(_ctx: &Context, input: LogInput) -> Result<Outcome, ToolError> {
+    eprintln!("{}", input.message);
+    Ok(Outcome {
+        result: "written".into(),
+    })
+}
+
 fn tools() -> Tools {
     Tools::new()
+        .tool(
+            "stderr",
+            "Writes a message to standard error. For testing the host.",
+            stderr_line,
+        )
         .tool(
             "symlink",
             "Creates a symbolic link in a granted directory. For testing the host.",
