@@ -354,12 +354,12 @@ fn a_plugin_may_plant_a_symlink_that_stays_inside_its_dir() {
     );
 }
 
-#[test]
-fn plugin_log_lines_cannot_forge_host_log_lines() {
+/// Has `planter`'s `tool` write `message`, and checks that the host's log shows it on one
+/// line, as `escaped`, with no raw carriage return or terminal escape.
+fn assert_logged_escaped(tool: &str, message: &str, escaped: &str) {
     let ws = planter_workspace();
-    let message = "hello\nERROR warden: forged host line\r\u{1b}[2K\u{2028}done";
     let input = serde_json::json!({ "message": message }).to_string();
-    let run = ws.call("support", "planter", "log", &input);
+    let run = ws.call("support", "planter", tool, &input);
     run.assert_code(0);
     let lines: Vec<&str> = run
         .stderr
@@ -367,10 +367,7 @@ fn plugin_log_lines_cannot_forge_host_log_lines() {
         .filter(|l| l.contains("forged host line"))
         .collect();
     assert_eq!(lines.len(), 1, "{run:#?}");
-    assert!(
-        lines[0].contains("hello\\nERROR warden: forged host line\\r\\u{1b}[2K\\u{2028}done"),
-        "{run:#?}"
-    );
+    assert!(lines[0].contains(escaped), "{run:#?}");
     assert!(
         !run.stderr.contains('\r') && !run.stderr.contains('\u{1b}'),
         "{run:#?}"
@@ -378,25 +375,21 @@ fn plugin_log_lines_cannot_forge_host_log_lines() {
 }
 
 #[test]
-fn plugin_stderr_cannot_forge_host_log_lines() {
-    let ws = planter_workspace();
-    let message = "hello\rERROR warden: forged host line\u{1b}[2K\u{2028}done";
-    let input = serde_json::json!({ "message": message }).to_string();
-    let run = ws.call("support", "planter", "stderr", &input);
-    run.assert_code(0);
-    let lines: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.contains("forged host line"))
-        .collect();
-    assert_eq!(lines.len(), 1, "{run:#?}");
-    assert!(
-        lines[0].contains("hello\\rERROR warden: forged host line\\u{1b}[2K\\u{2028}done"),
-        "{run:#?}"
+fn plugin_log_lines_cannot_forge_host_log_lines() {
+    assert_logged_escaped(
+        "log",
+        "hello\nERROR warden: forged host line\r\u{1b}[2K\u{2028}done",
+        "hello\\nERROR warden: forged host line\\r\\u{1b}[2K\\u{2028}done",
     );
-    assert!(
-        !run.stderr.contains('\r') && !run.stderr.contains('\u{1b}'),
-        "{run:#?}"
+}
+
+#[test]
+fn plugin_stderr_cannot_forge_host_log_lines() {
+    // stdout and stderr are split into lines first; what is left inside a line is escaped.
+    assert_logged_escaped(
+        "stderr",
+        "hello\rERROR warden: forged host line\u{1b}[2K\u{2028}done",
+        "hello\\rERROR warden: forged host line\\u{1b}[2K\\u{2028}done",
     );
 }
 
