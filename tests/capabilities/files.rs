@@ -393,6 +393,40 @@ fn plugin_stderr_cannot_forge_host_log_lines() {
     );
 }
 
+#[test]
+fn a_plugin_may_log_up_to_the_cap_and_no_more() {
+    let ws = planter_workspace();
+    let log = |bytes: usize| {
+        let message = format!("start{}end", "x".repeat(bytes));
+        let input = serde_json::json!({ "message": message }).to_string();
+        let run = ws.call_stdin("support", "planter", "log", &input);
+        run.assert_code(0);
+        run
+    };
+    // 200 KiB is within the 256 KiB a call may log: it reaches the log whole.
+    let within = log(200 * 1024);
+    assert!(
+        within
+            .stderr
+            .contains(&format!("start{}end", "x".repeat(200 * 1024))),
+        "a line within the cap was cut or dropped"
+    );
+    // 300 KiB is past it: dropped, with one warning naming the cap.
+    let past = log(300 * 1024);
+    assert!(
+        !past.stderr.contains("start"),
+        "a line past the cap was logged"
+    );
+    assert!(
+        past.stderr.contains(&format!(
+            "more than {} bytes",
+            warden::capabilities::log::MAX_LOG_BYTES
+        )),
+        "{}",
+        &past.stderr[..past.stderr.len().min(2000)]
+    );
+}
+
 /// Makes the store refuse new audit records of one capability, as a full disk or a broken store
 /// would refuse them all, while every other record goes in.
 fn refuse_records_of(ws: &Workspace, capability: &str) {

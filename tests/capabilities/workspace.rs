@@ -52,6 +52,24 @@ impl Workspace {
         run_command(cmd, None)
     }
 
+    /// As [`Workspace::call`], with the input on stdin (`--input -`), for inputs too large for
+    /// a command line.
+    pub fn call_stdin(&self, agent: &str, plugin: &str, tool: &str, input: &str) -> Run {
+        let mut cmd = warden_command(&[
+            "call",
+            "--config",
+            "warden.toml",
+            "--agent",
+            agent,
+            plugin,
+            tool,
+            "--input",
+            "-",
+        ]);
+        cmd.current_dir(self.dir.path()).env_remove("WARDEN_CONFIG");
+        run_command(cmd, Some(input.as_bytes()))
+    }
+
     /// `warden call --config warden.toml --agent AGENT PLUGIN TOOL --input INPUT`.
     pub fn call(&self, agent: &str, plugin: &str, tool: &str, input: &str) -> Run {
         self.warden(&[
