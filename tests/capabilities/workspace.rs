@@ -55,35 +55,30 @@ impl Workspace {
     /// As [`Workspace::call`], with the input on stdin (`--input -`), for inputs too large for
     /// a command line.
     pub fn call_stdin(&self, agent: &str, plugin: &str, tool: &str, input: &str) -> Run {
-        let mut cmd = warden_command(&[
-            "call",
-            "--config",
-            "warden.toml",
-            "--agent",
-            agent,
-            plugin,
-            tool,
-            "--input",
-            "-",
-        ]);
+        let mut cmd = warden_command(&call_args(agent, plugin, tool, "-"));
         cmd.current_dir(self.dir.path()).env_remove("WARDEN_CONFIG");
         run_command(cmd, Some(input.as_bytes()))
     }
 
     /// `warden call --config warden.toml --agent AGENT PLUGIN TOOL --input INPUT`.
     pub fn call(&self, agent: &str, plugin: &str, tool: &str, input: &str) -> Run {
-        self.warden(&[
-            "call",
-            "--config",
-            "warden.toml",
-            "--agent",
-            agent,
-            plugin,
-            tool,
-            "--input",
-            input,
-        ])
+        self.warden(&call_args(agent, plugin, tool, input))
     }
+}
+
+/// The arguments of `warden call --config warden.toml --agent AGENT PLUGIN TOOL --input INPUT`.
+fn call_args<'a>(agent: &'a str, plugin: &'a str, tool: &'a str, input: &'a str) -> [&'a str; 9] {
+    [
+        "call",
+        "--config",
+        "warden.toml",
+        "--agent",
+        agent,
+        plugin,
+        tool,
+        "--input",
+        input,
+    ]
 }
 
 /// The arguments of `warden audit tail` that print the last 1000 records, one JSON object a line.
