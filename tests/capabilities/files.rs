@@ -411,6 +411,15 @@ fn a_plugin_may_log_up_to_the_cap_and_no_more() {
             .contains(&format!("start{}end", "x".repeat(200 * 1024))),
         "a line within the cap was cut or dropped"
     );
+    // Exactly the cap (the 8 bytes of `start` and `end` included) is still within it.
+    let cap = warden::capabilities::log::MAX_LOG_BYTES;
+    let at_cap = log(cap - 8);
+    assert!(
+        at_cap
+            .stderr
+            .contains(&format!("start{}end", "x".repeat(cap - 8))),
+        "a line of exactly the cap was dropped"
+    );
     // 300 KiB is past it: dropped, with one warning naming the cap.
     let past = log(300 * 1024);
     assert!(
