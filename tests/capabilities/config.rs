@@ -337,19 +337,13 @@ fn a_bare_star_in_tools_is_refused_by_the_check() {
         run.stderr.contains("agents.support.tools[0]") && run.stderr.contains("\"PLUGIN/*\""),
         "{run:#?}"
     );
-    ws.call(
-        "support",
-        "files",
-        "read",
-        r#"{"source":"handbook","path":"a.md"}"#,
-    )
-    .assert_code(7);
     let run = ws.call(
         "support",
         "files",
         "read",
         r#"{"source":"handbook","path":"a.md"}"#,
     );
+    run.assert_code(7);
     assert!(
         run.stdout.is_empty() && run.stderr.contains("agents.support.tools[0]"),
         "{run:#?}"

@@ -185,46 +185,16 @@ impl SqlSource {
 /// connection; each statement borrows one from the pool.
 pub(crate) struct SqlHandle {
     source: Arc<SqlSource>,
-    /// Its place among the call's [`MAX_SQL_HANDLES_PER_CALL`], given back when the handle is
-    /// dropped, by the plugin or with the call's resource table.
-    _slot: HandleSlot,
 }
 
-/// Open `sql` handles per call, by call id. Kept here rather than in the call's state so that
-/// the count goes with the handles: a [`HandleSlot`] is dropped with its handle, however the
-/// call ends, and an entry is removed at zero.
-static OPEN_HANDLES: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
-
-/// One open handle of a call, counted in [`OPEN_HANDLES`].
-struct HandleSlot {
-    call_id: String,
-}
-
-impl HandleSlot {
-    /// A place for one more handle of `call_id`, or `None` when the call holds the most.
-    fn take(call_id: &str) -> Option<HandleSlot> {
-        let mut open = OPEN_HANDLES.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(call_id.to_string()).or_insert(0);
-        if *count >= MAX_SQL_HANDLES_PER_CALL {
-            return None;
-        }
-        *count += 1;
-        Some(HandleSlot {
-            call_id: call_id.to_string(),
-        })
-    }
-}
-
-impl Drop for HandleSlot {
-    fn drop(&mut self) {
-        let mut open = OPEN_HANDLES.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.call_id) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.call_id);
-            }
-        }
-    }
+/// The `sql` handles a call holds: counted in its own resource table, so a handle dropped by the
+/// plugin, or with the table when the call ends, is no longer counted, and no state outlives the
+/// call. The table holds at most [`crate::sandbox::MAX_RESOURCES`] entries, so the walk is bounded.
+fn open_handles(table: &mut wasmtime::component::ResourceTable) -> usize {
+    table
+        .iter_mut()
+        .filter(|entry| entry.is::<SqlHandle>())
+        .count()
 }
 
 /// Collects result rows up to a source's row and byte limits.
@@ -355,14 +325,14 @@ impl HostSql for CallState {
             let error = DataError::Failed(reason);
             return Ok(Err(self.audit_error(&source, "open", error)));
         };
-        let Some(slot) = HandleSlot::take(&self.identity.call_id) else {
+        if open_handles(&mut self.table) >= MAX_SQL_HANDLES_PER_CALL {
             let error = DataError::Denied(format!(
                 "this call already holds {MAX_SQL_HANDLES_PER_CALL} open SQL handles, the most \
                  one call may hold: drop a handle before opening another (one handle runs any \
                  number of statements)"
             ));
             return Ok(Err(self.audit_error(&source, "open", error)));
-        };
+        }
         if let Err(failure) = self.audit(
             "sql",
             &source,
@@ -371,10 +341,7 @@ impl HostSql for CallState {
         ) {
             return Ok(Err(DataError::Failed(failure.to_string())));
         }
-        let handle = self.ctx().table.push(SqlHandle {
-            source: configured,
-            _slot: slot,
-        })?;
+        let handle = self.ctx().table.push(SqlHandle { source: configured })?;
         Ok(Ok(Resource::new_own(handle.rep())))
     }
 
