@@ -28,7 +28,7 @@ mod postgres_values;
 mod sqlite;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::Resource;
