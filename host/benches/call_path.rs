@@ -2,8 +2,13 @@
 //!
 //! - floor: `InstancePre::instantiate` plus one typed call of `call` on `text-tools`, in a store
 //!   with the minimal WASI context the component needs, on the same pooled engine;
-//! - full path: `Plugin::call("echo", ...)`: input size check, JSON parse and schema validation,
-//!   a fresh store with limits and captured stdio, async instantiation, the call, output checks;
+//! - plugin path: `Plugin::call("echo", ...)`: input size check, JSON parse and schema
+//!   validation, a fresh store with limits and captured stdio, async instantiation, the call,
+//!   output checks;
+//! - full path: the same through the host service, `WardenHost::call(CallRequest)`, as every
+//!   front end calls it (the generation, the tool permission, the limits, then the plugin path);
+//! - for comparison only, a configured and audited call: the same plus the agent's rights and
+//!   one durable audit commit per call, which costs what the state store's commit costs;
 //! - throughput of the full path on one thread and on two.
 //!
 //! Run with `cargo bench -p warden --bench call_path`. The last line is `ratio <full / floor>`.
@@ -18,6 +23,7 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use warden::engine::{EngineOptions, WardenEngine};
+use warden::host::{CallId, CallRequest, HostOptions, WardenHost};
 use warden::plugins::Plugin;
 use warden::sandbox::{CallIdentity, CallLimits};
 
@@ -113,6 +119,57 @@ fn full_path_loop(plugin: &Plugin) -> impl FnMut() + Send + 'static {
     }
 }
 
+/// One call through the host service per invocation, on a runtime of the calling thread's own.
+fn host_loop(host: &Arc<WardenHost>, plugin: &str, agent: &str) -> impl FnMut() + Send + 'static {
+    let (host, plugin, agent) = (host.clone(), plugin.to_string(), agent.to_string());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    move || {
+        let request = CallRequest {
+            tenant: "local".into(),
+            agent: agent.clone(),
+            session: "bench".into(),
+            call_id: CallId::new(),
+            plugin: plugin.clone(),
+            tool: "echo".into(),
+            input: INPUT.into(),
+        };
+        rt.block_on(host.call(request)).expect("echo");
+    }
+}
+
+/// A host serving text-tools from a config, with an agent that may call it and a state store
+/// (so every call is audited) in `dir`.
+fn configured_host(
+    rt: &tokio::runtime::Runtime,
+    engine: &WardenEngine,
+    dir: &std::path::Path,
+    path: &std::path::Path,
+) -> Arc<WardenHost> {
+    let config_path = dir.join("warden.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[state]\nurl = \"sqlite://state.db\"\n[plugins.text-tools]\npath = \"{}\"\n\
+             [agents.bench]\ntools = [\"text-tools/*\"]\n",
+            path.display()
+        ),
+    )
+    .unwrap();
+    let config = warden::config::WardenConfig::load(&config_path).expect("the bench config");
+    let host = rt
+        .block_on(WardenHost::start(
+            engine.clone(),
+            Arc::new(config),
+            &config_path,
+            HostOptions::default(),
+        ))
+        .expect("start the host");
+    Arc::new(host)
+}
+
 /// One bare-wasmtime call per invocation.
 fn floor_loop(
     engine: &wasmtime::Engine,
@@ -166,7 +223,19 @@ fn main() {
     linker.define_unknown_imports_as_traps(&component).unwrap();
     let pre = ToolPluginPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
     let floor_call = floor_loop(engine.engine(), &pre);
-    let full_call = full_path_loop(&plugin);
+    let plugin_call = full_path_loop(&plugin);
+    let (file_host, name) = rt
+        .block_on(WardenHost::for_file(
+            engine.clone(),
+            &path,
+            HostOptions::default(),
+        ))
+        .expect("a host for text-tools");
+    let file_host = Arc::new(file_host);
+    let full_call = host_loop(&file_host, &name, "cli");
+    let work = cache.with_extension("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let configured = configured_host(&rt, &engine, &work, &path);
 
     println!(
         "call_path: text-tools/echo, {} bytes of component",
@@ -174,14 +243,25 @@ fn main() {
     );
     let iterations = 2000;
     let floor = measure("bare wasmtime floor", iterations, floor_call);
-    let full = measure("warden full call path", iterations, full_call);
+    let plugin_path = measure("plugin call path", iterations, plugin_call);
+    let full = measure("host service call path", iterations, full_call);
+    let audited = measure(
+        "configured, audited (comparison)",
+        iterations / 10,
+        host_loop(&configured, "text-tools", "bench"),
+    );
+    println!(
+        "plugin path / floor {:.3}; audited / floor {:.1} (one durable audit commit a call)",
+        plugin_path.as_secs_f64() / floor.as_secs_f64(),
+        audited.as_secs_f64() / floor.as_secs_f64()
+    );
 
     // The floor's own scaling, in the same run, shows what this machine and wasmtime allow.
     let run_for = Duration::from_secs(3);
     let floor_one = throughput(1, run_for, || floor_loop(engine.engine(), &pre));
     let floor_two = throughput(2, run_for, || floor_loop(engine.engine(), &pre));
-    let one = throughput(1, run_for, || full_path_loop(&plugin));
-    let two = throughput(2, run_for, || full_path_loop(&plugin));
+    let one = throughput(1, run_for, || host_loop(&file_host, &name, "cli"));
+    let two = throughput(2, run_for, || host_loop(&file_host, &name, "cli"));
     println!("floor throughput 1 thread   {floor_one:>10.0} calls/s");
     println!(
         "floor throughput 2 threads  {floor_two:>10.0} calls/s  (scaling {:.2}x)",
@@ -193,6 +273,7 @@ fn main() {
         two / one
     );
     let _ = std::fs::remove_dir_all(&cache);
+    let _ = std::fs::remove_dir_all(&work);
     println!("ratio {:.3}", full.as_secs_f64() / floor.as_secs_f64());
 }
 

@@ -6,7 +6,10 @@
 //!   file read, its sha256, the artifact loaded from the cache, the plugin linked and asked for
 //!   its tools, and the first `echo` call in a fresh instance (target: at most 30 ms);
 //! - the same as a fresh `warden call` process, end to end, for comparison;
-//! - a fresh-instance call once the plugin is loaded.
+//! - a fresh-instance call once the plugin is loaded;
+//! - start-up of the host service with 20 cached plugins (target: at most 100 ms): a new engine
+//!   and `WardenHost::start` in-process, and a fresh `warden plugin list` process end to end
+//!   (spawn, config, engine, every plugin loaded, the listing, exit).
 //!
 //! Run with `cargo bench -p warden --bench plugin_startup`. The first run installs componentize-py
 //! under `target/authors/` and builds the plugin (see `tests/authors/toolchains.rs`).
@@ -15,11 +18,13 @@
 #[path = "../../tests/authors/toolchains.rs"]
 mod toolchains;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use warden::engine::{EngineOptions, WardenEngine};
+use warden::host::{HostOptions, PluginStatus, WardenHost};
 use warden::plugins::{Plugin, sha256_hex};
 use warden::sandbox::{CallIdentity, CallLimits};
 
@@ -113,6 +118,107 @@ fn process_call(cache: &Path, path: &Path) -> Duration {
     start.elapsed()
 }
 
+/// Twenty distinct plugins built from `plugins/`, each of whose `list-tools` is well-behaved.
+const TWENTY: [&str; 20] = [
+    "text-tools",
+    "files",
+    "http-get",
+    "sql",
+    "summarize",
+    "spin-forever",
+    "alloc-forever",
+    "recurse-forever",
+    "panics",
+    "bad-json",
+    "huge-output",
+    "snoop",
+    "model-probe",
+    "shadow-overflow",
+    "deep-json",
+    "sql-script",
+    "header-echo",
+    "fields-hog",
+    "planter",
+    "odd-names",
+];
+
+/// Writes a config serving [`TWENTY`] to `dir`, and returns its path.
+fn twenty_plugin_config(dir: &Path) -> PathBuf {
+    let built = Path::new(env!("WARDEN_BUILT_PLUGINS"));
+    let mut text = String::from("[state]\nurl = \"sqlite://state.db\"\n");
+    for name in TWENTY {
+        text.push_str(&format!(
+            "[plugins.{name}]\npath = \"{}\"\n",
+            built.join(format!("{name}.wasm")).display()
+        ));
+    }
+    let tools: Vec<String> = TWENTY.iter().map(|n| format!("\"{n}/*\"")).collect();
+    text.push_str(&format!("[agents.all]\ntools = [{}]\n", tools.join(", ")));
+    let path = dir.join("warden.toml");
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
+/// A new engine and the host service started on `config`, ready to serve: a restarted host.
+fn host_start(rt: &tokio::runtime::Runtime, cache: &Path, config_path: &Path) -> Duration {
+    let start = Instant::now();
+    let engine = engine(cache);
+    let config = warden::config::WardenConfig::load(config_path).expect("the config");
+    let host = rt
+        .block_on(WardenHost::start(
+            engine,
+            Arc::new(config),
+            config_path,
+            HostOptions::default(),
+        ))
+        .expect("start the host");
+    let elapsed = start.elapsed();
+    for status in host.plugins() {
+        if let PluginStatus::Failed { name, error } = status {
+            panic!("plugin {name} did not load: {error}");
+        }
+    }
+    elapsed
+}
+
+fn process_list(cache: &Path, config_path: &Path) -> Duration {
+    let start = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["plugin", "list", "--config"])
+        .arg(config_path)
+        .env("WARDEN_CACHE_DIR", cache)
+        .env("WARDEN_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run warden plugin list");
+    assert!(status.success(), "warden plugin list failed: {status}");
+    start.elapsed()
+}
+
+/// Start-up with 20 cached plugins; returns the in-process and the process medians.
+fn twenty_plugins(rt: &tokio::runtime::Runtime, cache: &Path) -> (Duration, Duration) {
+    let dir = cache.with_extension("twenty");
+    std::fs::create_dir_all(&dir).expect("a folder for the config");
+    let config_path = twenty_plugin_config(&dir);
+    // Fills the cache: a host that starts after this finds every plugin compiled.
+    host_start(rt, cache, &config_path);
+    let in_process = row(
+        "host ready, 20 cached plugins (in-process)",
+        (0..COLD_STARTS)
+            .map(|_| host_start(rt, cache, &config_path))
+            .collect(),
+    );
+    let process = row(
+        "fresh `warden plugin list`, 20 plugins",
+        (0..COLD_STARTS)
+            .map(|_| process_list(cache, &config_path))
+            .collect(),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    (in_process, process)
+}
+
 fn main() {
     let path = toolchains::build(&toolchains::PYTHON_TEXT);
     let bytes = std::fs::read(&path).expect("read the plugin");
@@ -204,7 +310,14 @@ fn main() {
             })
             .collect(),
     );
+    let (twenty_in_process, twenty_process) = twenty_plugins(&rt, &cache);
     let _ = std::fs::remove_dir_all(&cache);
+    println!(
+        "summary 20 cached plugins: host ready in {:.1} ms in-process, {:.1} ms as a fresh process \
+         (target <= 100)",
+        ms(twenty_in_process),
+        ms(twenty_process)
+    );
     println!(
         "summary cold {:.0} ms, first call from cache {:.1} ms (target <= 30), process {:.1} ms, \
          fresh-instance call {:.2} ms",

@@ -12,6 +12,8 @@
 //! - [`models`]: the model router (aliases, fallbacks, quotas) and the provider backends;
 //! - [`state`]: the state store (SQLite by default);
 //! - [`plugins`]: loading, inspecting and calling a plugin;
+//! - [`host`]: the host service, built once from a config: one async call path for every
+//!   front end;
 //! - [`error`]: what a call can fail with, and the CLI's exit code for each kind;
 //! - [`cli`]: the `warden` command line.
 //!
@@ -37,6 +39,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod host;
 pub mod models;
 pub mod plugins;
 pub mod policy;

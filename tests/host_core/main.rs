@@ -14,3 +14,4 @@ mod hostile;
 mod inspect;
 mod misbehaviour;
 mod refusals;
+mod service;

@@ -1,12 +1,10 @@
 //! `warden config check`, and loading the config for the other commands.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
 use super::print_stdout;
-use crate::capabilities::Capabilities;
 use crate::config::{ConfigProblems, WardenConfig};
 use crate::error::{CallError, ErrorKind};
 
@@ -63,12 +61,4 @@ fn config_error(path: &Path, problems: &ConfigProblems) -> CallError {
         ErrorKind::Config,
         format!("{}: {}", path.display(), problems.to_string().trim_end()),
     )
-}
-
-/// Loads a config and configures every capability from it.
-pub(super) fn capabilities(path: &Path) -> Result<Arc<Capabilities>, CallError> {
-    let config = Arc::new(load(path)?);
-    let fail = |e: String| CallError::new(ErrorKind::Config, format!("{}: {e}", path.display()));
-    let capabilities = Capabilities::configure(config).map_err(fail)?;
-    Ok(Arc::new(capabilities))
 }

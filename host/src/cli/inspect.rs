@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{EngineArgs, compile_progress, print_stdout};
+use super::{EngineArgs, PluginFileArgs, compile_progress, print_stdout};
 use crate::error::CallError;
 use crate::plugins::inspect::{Inspection, inspect_within};
-use crate::plugins::{DEFAULT_MAX_PLUGIN_MB, plugin_name};
+use crate::plugins::plugin_name;
 
 /// Arguments of `warden plugin inspect`.
 #[derive(Debug, Args)]
@@ -18,10 +18,8 @@ pub(super) struct InspectArgs {
     /// Print JSON: {"tools": [...], "imports": [...], "sha256": ...}.
     #[arg(long)]
     json: bool,
-    /// The largest plugin file read, in MiB; a bigger one is refused before it is read.
-    #[arg(long, env = "WARDEN_MAX_PLUGIN_MB", default_value_t = DEFAULT_MAX_PLUGIN_MB,
-          value_parser = clap::value_parser!(u64).range(1..=4096))]
-    max_plugin_mb: u64,
+    #[command(flatten)]
+    plugin_file: PluginFileArgs,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -32,8 +30,8 @@ pub(super) async fn run(args: InspectArgs) -> Result<(), CallError> {
     let report = inspect_within(
         &engine,
         &args.plugin,
-        args.max_plugin_mb << 20,
-        compile_progress(&name),
+        args.plugin_file.max_bytes(),
+        |size| compile_progress(&name, size),
     )
     .await?;
     if args.json {

@@ -5,6 +5,7 @@ mod audit;
 mod call;
 mod config;
 mod inspect;
+mod list;
 pub mod new;
 
 use std::io::IsTerminal;
@@ -13,10 +14,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::AgentLimits;
 use crate::engine::{DEFAULT_STACK_KB, EngineOptions, WardenEngine};
 use crate::error::{CallError, ErrorKind};
-use crate::sandbox::CallLimits;
+use crate::host::LimitOverrides;
+use crate::plugins::DEFAULT_MAX_PLUGIN_MB;
 
 /// Warden: a stateful runtime for AI agents, running tools as sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -54,6 +55,8 @@ enum Command {
 enum PluginCommand {
     /// Show a plugin's tools, what it imports (all it could ever do) and its sha256.
     Inspect(inspect::InspectArgs),
+    /// Start the host on a config, load every plugin, and list which serve and which failed.
+    List(list::ListArgs),
     /// Create a plugin project (Rust, Python or JS) with one example tool, ready to build.
     New(new::NewArgs),
 }
@@ -88,6 +91,21 @@ impl EngineArgs {
     }
 }
 
+/// The cap on plugin files, for the commands that read them.
+#[derive(Debug, Args)]
+struct PluginFileArgs {
+    /// The largest plugin file read, in MiB; a bigger one is refused before it is read.
+    #[arg(long, env = "WARDEN_MAX_PLUGIN_MB", default_value_t = DEFAULT_MAX_PLUGIN_MB,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_plugin_mb: u64,
+}
+
+impl PluginFileArgs {
+    fn max_bytes(&self) -> u64 {
+        self.max_plugin_mb << 20
+    }
+}
+
 /// Per-call limits as flags. A flag overrides the agent's `limits`, which override the defaults.
 #[derive(Debug, Args)]
 struct LimitArgs {
@@ -106,22 +124,12 @@ struct LimitArgs {
 }
 
 impl LimitArgs {
-    fn resolve(&self, agent: &AgentLimits) -> CallLimits {
-        let defaults = CallLimits::default();
-        CallLimits {
-            timeout_ms: self
-                .timeout_ms
-                .or(agent.call_timeout_ms)
-                .unwrap_or(defaults.timeout_ms),
-            memory_mb: self
-                .memory_mb
-                .or(agent.memory_mb)
-                .unwrap_or(defaults.memory_mb),
-            max_output_kb: self
-                .max_output_kb
-                .or(agent.max_output_kb)
-                .unwrap_or(defaults.max_output_kb),
-            max_input_kb: self.max_input_kb.unwrap_or(defaults.max_input_kb),
+    fn overrides(&self) -> LimitOverrides {
+        LimitOverrides {
+            timeout_ms: self.timeout_ms,
+            memory_mb: self.memory_mb,
+            max_output_kb: self.max_output_kb,
+            max_input_kb: self.max_input_kb,
         }
     }
 }
@@ -155,6 +163,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Call(args) => call::run(args).await,
             Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
+            Command::Plugin(PluginCommand::List(args)) => list::run(args).await,
             Command::Plugin(PluginCommand::New(args)) => new::run(args),
             Command::Config(command) => config::run(command),
             Command::Audit(command) => audit::run(command),
@@ -199,13 +208,11 @@ fn print_stdout(text: &str) -> Result<(), CallError> {
 
 /// Tells a person at a terminal that a plugin is being compiled, which takes seconds for a big
 /// one; silent for scripts.
-fn compile_progress(name: &str) -> impl FnOnce(usize) + '_ {
-    move |size| {
-        if std::io::stderr().is_terminal() {
-            eprintln!(
-                "compiling plugin `{name}` ({:.1} MB); this happens once, later starts use the cache",
-                size as f64 / 1e6
-            );
-        }
+fn compile_progress(name: &str, size: usize) {
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "compiling plugin `{name}` ({:.1} MB); this happens once, later starts use the cache",
+            size as f64 / 1e6
+        );
     }
 }

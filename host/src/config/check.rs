@@ -85,18 +85,9 @@ fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
     check_audit_key(config, &mut p);
     for (name, plugin) in &config.plugins {
         let key = format!("plugins.{name}");
-        let path = config.resolve(&plugin.path);
-        // Existence only: hashing every plugin on each start would be work done twice, since
-        // a pin is verified where the plugin is loaded (and by `warden config check`).
-        if !path.is_file() {
-            p.add(
-                format!("{key}.path"),
-                format!(
-                    "`{}` is not a file; paths are relative to the config file's folder",
-                    path.display()
-                ),
-            );
-        }
+        // Whether the file is there is not checked here but by `warden config check` (see
+        // `WardenConfig::plugin_file_problems`): at start-up a plugin whose file is missing is
+        // reported on its own, and the other plugins still serve.
         if let Some(pin) = &plugin.sha256
             && (pin.len() != 64 || !pin.chars().all(|c| c.is_ascii_hexdigit()))
         {
@@ -361,9 +352,17 @@ mod tests {
         }
     }
 
+    /// As `warden config check` finds them: with the plugin files' presence and pins.
+    fn check_problems(text: &str) -> Vec<String> {
+        match WardenConfig::parse_with(text, Path::new(env!("CARGO_MANIFEST_DIR")), true) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
     #[test]
     fn every_problem_is_reported_with_its_key() {
-        let found = problems(
+        let found = check_problems(
             r#"
             [plugins.files]
             path = "missing.wasm"
@@ -378,6 +377,12 @@ mod tests {
         );
         let joined = found.join("\n");
         assert!(joined.contains("plugins.files.path"), "{joined}");
+        // At start-up a missing plugin file is that plugin's failure, not the config's.
+        assert!(
+            !problems("[plugins.files]\npath = \"missing.wasm\"\n")
+                .join("\n")
+                .contains("plugins.files.path")
+        );
         assert!(joined.contains("plugins.files.max[0]"), "{joined}");
         assert!(joined.contains("sources.handbook.path"), "{joined}");
         assert!(

@@ -154,13 +154,24 @@ impl WardenConfig {
         }
     }
 
-    /// Pinned plugins whose file no longer has the pinned sha256. This reads and hashes every
-    /// pinned file, so it belongs to `warden config check`, not to every start.
+    /// Plugins whose file is missing, and pinned plugins whose file no longer has the pinned
+    /// sha256. This reads and hashes every pinned file, so it belongs to `warden config check`,
+    /// not to every start (where each plugin that fails to load is reported on its own).
     fn pin_problems(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         for (name, plugin) in &self.plugins {
-            let Some(pin) = &plugin.sha256 else { continue };
             let path = self.resolve(&plugin.path);
+            if !path.is_file() {
+                problems.push(ConfigProblem {
+                    key: format!("plugins.{name}.path"),
+                    message: format!(
+                        "`{}` is not a file; paths are relative to the config file's folder",
+                        path.display()
+                    ),
+                });
+                continue;
+            }
+            let Some(pin) = &plugin.sha256 else { continue };
             let Ok(bytes) = std::fs::read(&path) else {
                 continue;
             };

@@ -37,6 +37,16 @@ pub struct Plugin {
     inner: Arc<PluginInner>,
 }
 
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.inner.name)
+            .field("sha256", &self.inner.sha256)
+            .field("tools", &self.inner.tools.len())
+            .finish_non_exhaustive()
+    }
+}
+
 struct PluginInner {
     name: String,
     sha256: String,

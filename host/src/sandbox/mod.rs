@@ -2,10 +2,12 @@
 //! fresh, with no ambient authority: no environment, no arguments, no preopened directories, no
 //! network, and the guest's stdout and stderr captured for the log.
 
+mod identity;
 mod limiter;
 mod output;
 mod state;
 
+pub use identity::{CallId, MAX_CALL_ID_BYTES};
 pub use limiter::CallLimiter;
 pub use output::CapturedOutput;
 pub use state::{CallIdentity, CallState, MAX_RESOURCES, new_call_id};

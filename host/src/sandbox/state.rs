@@ -109,19 +109,9 @@ impl Default for CallIdentity {
     }
 }
 
-/// A call id unique within this host: time, process and a counter.
+/// A fresh call id (UUIDv7), as text; see [`super::CallId`].
 pub fn new_call_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "{nanos:x}-{:x}-{:x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    super::CallId::new().to_string()
 }
 
 /// The store data of one call.
