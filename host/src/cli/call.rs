@@ -118,6 +118,7 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
     };
     let grants = CallGrants::for_agent(&capabilities, &args.plugin, &agent);
     if let Err(denial) = check_tool(cfg, &agent, &args.plugin, &args.tool) {
+        let denial = denial.to_string();
         let target = format!("{}/{}", args.plugin, args.tool);
         let site = CallSite {
             identity: &identity,
