@@ -28,7 +28,9 @@ fn env_references(config: &WardenConfig) -> Vec<(String, &str)> {
     }
     for (name, s) in &config.sources {
         match s {
-            SourceConfig::Postgres(pg) => refs.push((format!("sources.{name}.url_env"), &pg.url_env)),
+            SourceConfig::Postgres(pg) => {
+                refs.push((format!("sources.{name}.url_env"), &pg.url_env))
+            }
             SourceConfig::Http(http) => {
                 for (header, value) in &http.headers {
                     if let Some(var) = value.strip_prefix("env:") {
@@ -80,15 +82,28 @@ pub(super) fn values_in_place_of_names(config: &WardenConfig, problems: &mut Vec
 }
 
 /// Whether one entry of `agents.NAME.tools`, at `key`, names a configured plugin.
-pub(super) fn tool_refers(config: &WardenConfig, key: &str, tool: &ToolGrant, problems: &mut Vec<ConfigProblem>) {
+pub(super) fn tool_refers(
+    config: &WardenConfig,
+    key: &str,
+    tool: &ToolGrant,
+    problems: &mut Vec<ConfigProblem>,
+) {
     if !config.plugins.contains_key(&tool.plugin) {
-        Problems(problems).add(key, format!("`{}` is not a plugin in [plugins]", tool.plugin));
+        Problems(problems).add(
+            key,
+            format!("`{}` is not a plugin in [plugins]", tool.plugin),
+        );
     }
 }
 
 /// Whether one entry of `agents.NAME.grants`, at `key`, names a configured source or alias, in
 /// a form that fits it.
-pub(super) fn grant_refers(config: &WardenConfig, key: &str, grant: &AgentGrant, problems: &mut Vec<ConfigProblem>) {
+pub(super) fn grant_refers(
+    config: &WardenConfig,
+    key: &str,
+    grant: &AgentGrant,
+    problems: &mut Vec<ConfigProblem>,
+) {
     let mut p = Problems(problems);
     match grant {
         AgentGrant::Source { name: source, access } => match config.sources.get(source) {

@@ -385,7 +385,12 @@ mod tests {
         let one = parse_tool_grant("sql/query").unwrap();
         assert!(one.allows("sql", "query") && !one.allows("sql", "tables"));
         assert_eq!(one.to_string(), "sql/query");
-        assert!(parse_tool_grant("*").unwrap_err().0.contains("\"PLUGIN/*\""));
+        assert!(
+            parse_tool_grant("*")
+                .unwrap_err()
+                .0
+                .contains("\"PLUGIN/*\"")
+        );
         for bad in ["", "files", "/read", "files/"] {
             let err = parse_tool_grant(bad).unwrap_err();
             assert!(err.0.contains("PLUGIN/TOOL"), "{bad}: {err}");

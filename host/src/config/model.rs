@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{ConfigProblem, WardenConfig, check};
 use super::grants::{
     AgentGrant, GrantError, MaxGrant, ToolGrant, parse_agent_grant, parse_max_grant,
     parse_tool_grant,
 };
+use super::{ConfigProblem, WardenConfig, check};
 
 /// `[state]`: where the audit log, memory and sessions live.
 #[derive(Debug, Clone, Deserialize)]

@@ -65,7 +65,11 @@ pub(super) fn source(
     let foreign: Vec<String> = table
         .keys()
         .filter(|k| *k != "kind" && !own.contains(&k.as_str()))
-        .filter(|k| KINDS.iter().any(|other| keys_of(*other).contains(&k.as_str())))
+        .filter(|k| {
+            KINDS
+                .iter()
+                .any(|other| keys_of(*other).contains(&k.as_str()))
+        })
         .cloned()
         .collect();
     for field in foreign {
@@ -178,7 +182,8 @@ mod tests {
 
     #[test]
     fn a_key_of_another_kind_is_named_with_the_fix_and_the_rest_still_loads() {
-        let (source, problems) = read("kind = \"dir\"\npath = \"x\"\nurl_env = \"X\"\nallow = []\n");
+        let (source, problems) =
+            read("kind = \"dir\"\npath = \"x\"\nurl_env = \"X\"\nallow = []\n");
         assert_eq!(
             problems,
             [

@@ -97,7 +97,9 @@ pub fn check_alias(alias: &ModelConfig) -> Vec<(String, String)> {
             )),
             // The key goes into a header (`Authorization: Bearer KEY`, `x-api-key: KEY`), where
             // a stray newline from `echo` would refuse every request: say so now, never the key.
-            Ok(key) if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err() => {
+            Ok(key)
+                if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err() =>
+            {
                 problems.push((
                     "api_key_env".into(),
                     format!(

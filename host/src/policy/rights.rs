@@ -496,7 +496,9 @@ mod tests {
             .to_vec();
         assert!(check_tool(&config, "support", "files", "read").is_ok());
         assert!(check_tool(&config, "support", "sql", "query").is_ok());
-        let err = check_tool(&config, "support", "sql", "tables").unwrap_err().to_string();
+        let err = check_tool(&config, "support", "sql", "tables")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("agents.support.tools"), "{err}");
         assert!(
             check_tool(&config, "nobody", "sql", "query")
@@ -510,7 +512,8 @@ mod tests {
     fn no_config_grants_nothing() {
         let err = CallRights::none("files")
             .check_dir("handbook", false)
-            .unwrap_err().to_string();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--config"), "{err}");
     }
 
@@ -545,12 +548,21 @@ mod tests {
         assert_eq!(err.what, Denied::Capability(MaxClass::Dir));
         assert_eq!(err.target, "other");
         let allow = err.would_allow.clone().unwrap();
-        assert_eq!((allow.key.as_str(), allow.entry.as_str()), ("agents.support.grants", "other:ro"));
+        assert_eq!(
+            (allow.key.as_str(), allow.entry.as_str()),
+            ("agents.support.grants", "other:ro")
+        );
         let err = rights.check_dir("handbook", true).unwrap_err();
         let allow = err.would_allow.clone().unwrap();
-        assert_eq!((allow.key.as_str(), allow.entry.as_str()), ("plugins.files.max", "dir:handbook:rw"));
+        assert_eq!(
+            (allow.key.as_str(), allow.entry.as_str()),
+            ("plugins.files.max", "dir:handbook:rw")
+        );
         let err = rights.check_sql("nope", false).unwrap_err();
-        assert_eq!(err.would_allow, None, "no grant allows an unconfigured source");
+        assert_eq!(
+            err.would_allow, None,
+            "no grant allows an unconfigured source"
+        );
     }
 
     #[test]
@@ -608,10 +620,16 @@ mod tests {
         let err = rights.check_memory("shared", true).unwrap_err().to_string();
         assert!(err.contains("plugins.notes.max"), "{err}");
         // Granted to the agent, but outside the plugin's max.
-        let err = rights.check_memory("drafts", false).unwrap_err().to_string();
+        let err = rights
+            .check_memory("drafts", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("plugins.notes.max"), "{err}");
         // In neither.
-        let err = rights.check_memory("payroll", false).unwrap_err().to_string();
+        let err = rights
+            .check_memory("payroll", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"memory:payroll:ro\""), "{err}");
         // Another plugin with the same agent gets none of it.
         let other = CallRights::for_call(&config, "other", "support");

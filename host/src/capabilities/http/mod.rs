@@ -107,7 +107,8 @@ impl HttpSource {
     ) -> Option<HttpSource> {
         let key = format!("sources.{name}");
         let before = problems.len();
-        let mut problem = |key: String, message: String| problems.push(ConfigProblem { key, message });
+        let mut problem =
+            |key: String, message: String| problems.push(ConfigProblem { key, message });
         if config.allow.is_empty() {
             problem(
                 format!("{key}.allow"),

@@ -67,8 +67,9 @@ impl PostgresPool {
     ) -> Result<PostgresPool, String> {
         let url = std::env::var(var)
             .map_err(|_| format!("the environment variable `{var}` is not set"))?;
-        let mut config = parse_url(&url)
-            .map_err(|e| format!("the value of `{var}` is not a PostgreSQL URL or connection string: {e}"))?;
+        let mut config = parse_url(&url).map_err(|e| {
+            format!("the value of `{var}` is not a PostgreSQL URL or connection string: {e}")
+        })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(limits.timeout);
         }
