@@ -2,6 +2,8 @@
 //! to a source, a fallback to an alias, a tenant to an agent), values whose form is wrong, and
 //! the plugin files that must exist. What a capability alone can judge is checked by it.
 
+use std::collections::BTreeSet;
+
 use super::grants::{AgentGrant, ToolGrant};
 use super::{ConfigProblem, SourceConfig, StateUrl, WardenConfig};
 
@@ -84,11 +86,14 @@ pub(super) fn values_in_place_of_names(config: &WardenConfig, problems: &mut Vec
 /// Whether one entry of `agents.NAME.tools`, at `key`, names a configured plugin.
 pub(super) fn tool_refers(
     config: &WardenConfig,
+    unloaded: &BTreeSet<String>,
     key: &str,
     tool: &ToolGrant,
     problems: &mut Vec<ConfigProblem>,
 ) {
-    if !config.plugins.contains_key(&tool.plugin) {
+    if !config.plugins.contains_key(&tool.plugin)
+        && !unloaded.contains(&format!("plugins.{}", tool.plugin))
+    {
         Problems(problems).add(
             key,
             format!("`{}` is not a plugin in [plugins]", tool.plugin),
@@ -100,12 +105,16 @@ pub(super) fn tool_refers(
 /// a form that fits it.
 pub(super) fn grant_refers(
     config: &WardenConfig,
+    unloaded: &BTreeSet<String>,
     key: &str,
     grant: &AgentGrant,
     problems: &mut Vec<ConfigProblem>,
 ) {
     let mut p = Problems(problems);
+    let written = |section: &str, name: &str| unloaded.contains(&format!("{section}.{name}"));
     match grant {
+        AgentGrant::Source { name, .. } if written("sources", name) => {}
+        AgentGrant::Model(alias) if written("models", alias) => {}
         AgentGrant::Source { name: source, access } => match config.sources.get(source) {
             None => p.add(
                 key,
@@ -291,6 +300,23 @@ mod tests {
             "{found:?}"
         );
         assert!(found[1].contains("agents.a.grants[2]"), "{found:?}");
+    }
+
+    #[test]
+    fn a_grant_to_a_source_that_did_not_load_is_not_called_unknown() {
+        let found = problems(
+            r#"
+            [sources.crm]
+            kind = "postgres"
+            [models.fast]
+            backend = "openai"
+            [agents.a]
+            grants = ["crm:ro", "model:fast"]
+            "#,
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("models.fast:"), "{found:?}");
+        assert!(found[1].starts_with("sources.crm.url_env:"), "{found:?}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod model;
 mod source;
 mod warnings;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -185,8 +185,26 @@ impl WardenConfig {
                 }),
             }
         }
+        // Entries written but not loaded (their problem is reported): a grant naming one is not
+        // told that it names nothing, which would send the operator the wrong way.
+        let unloaded: BTreeSet<String> = ["plugins", "sources", "models"]
+            .into_iter()
+            .filter_map(|section| Some((section, table.get(section)?.as_table()?)))
+            .flat_map(|(section, entries)| {
+                entries
+                    .keys()
+                    .map(move |name| (section, name))
+                    .filter(|(section, name)| match *section {
+                        "plugins" => !config.plugins.contains_key(*name),
+                        "sources" => !config.sources.contains_key(*name),
+                        _ => !config.models.contains_key(*name),
+                    })
+            })
+            .map(|(section, name)| format!("{section}.{name}"))
+            .collect();
         for (name, agent) in agents {
-            let typed = agent.typed(&format!("agents.{name}"), &config, &mut problems);
+            let key = format!("agents.{name}");
+            let typed = agent.typed(&key, &config, &unloaded, &mut problems);
             config.agents.insert(name, typed);
         }
         check::check(&config, &mut problems);

@@ -1,7 +1,7 @@
 //! The sections of `warden.toml`, as types. Every serde struct denies unknown keys; grants are
 //! parsed into their types as they load (see `grants.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -355,6 +355,7 @@ impl AgentEntry {
         self,
         key: &str,
         config: &WardenConfig,
+        unloaded: &BTreeSet<String>,
         problems: &mut Vec<ConfigProblem>,
     ) -> AgentConfig {
         AgentConfig {
@@ -365,14 +366,14 @@ impl AgentEntry {
                 &format!("{key}.tools"),
                 parse_tool_grant,
                 problems,
-                |at, tool, p| check::tool_refers(config, at, tool, p),
+                |at, tool, p| check::tool_refers(config, unloaded, at, tool, p),
             ),
             grants: parsed(
                 &self.grants,
                 &format!("{key}.grants"),
                 parse_agent_grant,
                 problems,
-                |at, grant, p| check::grant_refers(config, at, grant, p),
+                |at, grant, p| check::grant_refers(config, unloaded, at, grant, p),
             ),
             limits: self.limits,
         }
