@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    let _ = warden::config::check_text(text);
+    let _ = warden::capabilities::check::check_text(text);
 });

@@ -428,3 +428,105 @@ fn an_audit_key_file_others_can_read_is_warned_about() {
     run.assert_code(0);
     assert!(!run.stderr.contains("warning"), "{run:#?}");
 }
+
+#[test]
+fn a_source_variable_holding_a_malformed_postgres_url_is_refused_by_the_check() {
+    let ws = Workspace::new();
+    ws.config(
+        r#"
+        [sources.crm]
+        kind = "postgres"
+        url_env = "CRM_DATABASE_URL"
+        "#,
+    );
+    let check = |url: &str| {
+        ws.warden_with_env(
+            &["config", "check", "--config", "warden.toml"],
+            &[("CRM_DATABASE_URL", url)],
+        )
+    };
+    let run = check("postgres://admin:hunter2@db.internal:notaport/crm");
+    run.assert_code(7);
+    assert!(
+        run.stderr.contains("sources.crm.url_env")
+            && run.stderr.contains("is not a PostgreSQL URL"),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("hunter2"), "{run:#?}");
+    check("postgres://warden@127.0.0.1:1/crm").assert_code(0);
+}
+
+#[test]
+fn a_malformed_postgres_state_url_is_refused_by_the_check() {
+    let ws = Workspace::new();
+    ws.config(
+        r#"
+        [state]
+        url = "postgres://warden@db.internal:notaport/state"
+        "#,
+    );
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(7);
+    assert!(
+        run.stderr.contains("state.url") && run.stderr.contains("not a PostgreSQL URL"),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn header_variables_and_keys_the_host_could_not_send_are_refused_by_the_check() {
+    let ws = Workspace::new();
+    ws.config(
+        r#"
+        [sources.api]
+        kind = "http"
+        allow = ["https://api.example.com/v2/*"]
+        headers = { Authorization = "env:API_TOKEN", "Bad Name" = "x" }
+        [models.fast]
+        backend = "openai"
+        model = "gpt-4.1-mini"
+        api_key_env = "API_TOKEN"
+        headers = { X-Team = "env:API_TOKEN" }
+        "#,
+    );
+    // A trailing newline, as `echo` leaves it: no request could carry it.
+    let run = ws.warden_with_env(
+        &["config", "check", "--config", "warden.toml"],
+        &[("API_TOKEN", "tok-secret-123\n")],
+    );
+    run.assert_code(7);
+    for at in [
+        "sources.api.headers.Authorization",
+        "sources.api.headers.Bad Name",
+        "models.fast.api_key_env",
+        "models.fast.headers.X-Team",
+    ] {
+        assert!(run.stderr.contains(at), "{at}: {run:#?}");
+    }
+    assert!(!run.stderr.contains("tok-secret"), "{run:#?}");
+}
+
+#[test]
+fn a_key_of_another_source_kind_is_named_with_the_fix() {
+    let ws = Workspace::new();
+    ws.write("handbook/a.md", "a");
+    ws.config(
+        r#"
+        [sources.handbook]
+        kind = "dir"
+        path = "handbook"
+        allow = ["https://api.example.com/*"]
+        timeout_ms = 100
+        "#,
+    );
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(7);
+    for key in ["allow", "timeout_ms"] {
+        assert!(
+            run.stderr.contains(&format!(
+                "sources.handbook.{key}: `{key}` does not apply to a dir source; remove it"
+            )),
+            "{key}: {run:#?}"
+        );
+    }
+}

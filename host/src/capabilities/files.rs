@@ -2,6 +2,9 @@
 //! read-write as the effective right says; cap-std underneath refuses `..`, absolute paths and
 //! symlinks that lead outside it. Nothing else of the host's file system is visible.
 //!
+//! Configured by [`configure`], which `warden config check` and start-up both run: every `dir`
+//! source must be a directory. Per call, [`preopen`] gives each granted one to the instance.
+//!
 //! The sandbox never follows a link out of a preopen, but the host opens files too (SQLite
 //! sources, plugins, the state store), and so may other programs. So a plugin cannot create a
 //! symlink whose target could leave its directory ([`guard_symlinks`]), and the host opens its
@@ -17,8 +20,32 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::log::escape_log_line;
 use super::{AuditFailure, CallGrants, CallSite};
+use crate::config::{ConfigProblem, ConfigProblems, SourceConfig, WardenConfig};
 use crate::policy::{Access, Outcome};
 use crate::sandbox::CallState;
+
+/// Checks the `dir` sources of `config`: each must be a directory, since a preopen of anything
+/// else fails at every call. Every problem is returned, each at its key.
+pub fn configure(config: &WardenConfig) -> Result<(), ConfigProblems> {
+    let problems: Vec<ConfigProblem> = config
+        .sources
+        .iter()
+        .filter_map(|(name, source)| match source {
+            SourceConfig::Dir(dir) => Some((name, config.resolve(&dir.path))),
+            _ => None,
+        })
+        .filter(|(_, path)| !path.is_dir())
+        .map(|(name, path)| ConfigProblem {
+            key: format!("sources.{name}.path"),
+            message: format!("`{}` is not a directory", path.display()),
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigProblems(problems))
+    }
+}
 
 /// The path a plugin opens a directory source at.
 pub fn guest_path(source: &str) -> String {
@@ -37,10 +64,10 @@ pub(crate) fn preopen(
         return Ok(());
     };
     for (name, access) in grants.rights.dirs() {
-        let Some(path) = caps.config.sources.get(name).and_then(|s| s.path.as_ref()) else {
+        let Some(SourceConfig::Dir(dir)) = caps.config.sources.get(name) else {
             continue;
         };
-        let host_path = caps.config.resolve(path);
+        let host_path = caps.config.resolve(&dir.path);
         let perms = match access {
             Access::ReadOnly => FsPerms::ReadOnly,
             Access::ReadWrite => FsPerms::ReadWrite,

@@ -22,6 +22,7 @@ impl HostNamespace for CallState {
         name: String,
     ) -> wasmtime::Result<Result<Resource<Namespace>, MemoryError>> {
         if let Err(denial) = self.grants.rights.check_memory(&name, false) {
+            let denial = denial.to_string();
             // Denied either way; a failed record is kept on the call, which is then refused.
             let _ = self.audit("memory", &name, Outcome::Denied, &denial);
             return Ok(Err(MemoryError::Denied(denial)));

@@ -3,7 +3,9 @@
 //!
 //! Like Spin's factors, each capability has three steps: it is linked once per engine
 //! ([`linker`]), configured once from the operator's config ([`Capabilities::configure`]), and
-//! given per-call state from the call's effective rights ([`CallGrants`]).
+//! given per-call state from the call's effective rights ([`CallGrants`]). Each capability
+//! validates its own sections of the config as it configures, and [`check`] runs those same
+//! steps for `warden config check`.
 //!
 //! - [`log`]: the plugin's log lines, tagged and capped.
 //! - [`files`]: granted `dir` sources become WASI preopens, read-only or read-write.
@@ -16,6 +18,7 @@
 //! WASI is linked too, but its context grants nothing beyond the preopens (see
 //! [`crate::sandbox`]).
 
+pub mod check;
 pub mod files;
 pub mod http;
 pub mod log;

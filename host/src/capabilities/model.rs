@@ -19,7 +19,7 @@ impl Host for CallState {
     ) -> wasmtime::Result<Result<Response, ModelError>> {
         let Some(capabilities) = self.grants.capabilities.clone() else {
             let denial = match self.grants.rights.check_model(&request.model) {
-                Err(denial) => denial,
+                Err(denial) => denial.to_string(),
                 Ok(()) => "this call runs without a config, which serves no model".into(),
             };
             return Ok(Err(ModelError::Denied(denial)));

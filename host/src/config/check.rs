@@ -1,9 +1,11 @@
-//! The checks that need the whole config: files that must exist, pins that must match, grants
-//! that must parse and name something configured, keys that do not apply to a source's kind.
+//! The checks that need the whole file: names that must refer to something configured (a grant
+//! to a source, a fallback to an alias, a tenant to an agent), values whose form is wrong, and
+//! the plugin files that must exist. What a capability alone can judge is checked by it.
 
-use super::{ConfigProblem, SourceConfig, SourceKind, WardenConfig};
-use crate::policy::grants::{AgentGrant, parse_agent_grant, parse_max_grant};
-use crate::state::StateUrl;
+use std::collections::BTreeSet;
+
+use super::grants::{AgentGrant, ToolGrant};
+use super::{ConfigProblem, SourceConfig, StateUrl, WardenConfig};
 
 struct Problems<'a>(&'a mut Vec<ConfigProblem>);
 
@@ -18,7 +20,6 @@ impl Problems<'_> {
 
 pub(super) fn check(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
     check_all(config, problems);
-    values_in_place_of_names(config, problems);
 }
 
 /// Every place the config names an environment variable: (key, the name as written).
@@ -28,13 +29,18 @@ fn env_references(config: &WardenConfig) -> Vec<(String, &str)> {
         refs.push(("state.audit_key_env".into(), var));
     }
     for (name, s) in &config.sources {
-        if let Some(var) = &s.url_env {
-            refs.push((format!("sources.{name}.url_env"), var));
-        }
-        for (header, value) in &s.headers {
-            if let Some(var) = value.strip_prefix("env:") {
-                refs.push((format!("sources.{name}.headers.{header}"), var));
+        match s {
+            SourceConfig::Postgres(pg) => {
+                refs.push((format!("sources.{name}.url_env"), &pg.url_env))
             }
+            SourceConfig::Http(http) => {
+                for (header, value) in &http.headers {
+                    if let Some(var) = value.strip_prefix("env:") {
+                        refs.push((format!("sources.{name}.headers.{header}"), var));
+                    }
+                }
+            }
+            SourceConfig::Dir(_) | SourceConfig::Sqlite(_) => {}
         }
     }
     for (name, m) in &config.models {
@@ -54,7 +60,7 @@ fn env_references(config: &WardenConfig) -> Vec<(String, &str)> {
 /// `url_env`, a key in `api_key_env`) must not see it echoed by the check, on a terminal or in
 /// a CI log. Every problem that would quote such a value is replaced by one that says what is
 /// wrong without it.
-fn values_in_place_of_names(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
+pub(super) fn values_in_place_of_names(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
     for (key, var) in env_references(config) {
         if super::is_env_var_name(var) {
             continue;
@@ -77,12 +83,73 @@ fn values_in_place_of_names(config: &WardenConfig, problems: &mut Vec<ConfigProb
     }
 }
 
+/// Whether one entry of `agents.NAME.tools`, at `key`, names a configured plugin.
+pub(super) fn tool_refers(
+    config: &WardenConfig,
+    unloaded: &BTreeSet<String>,
+    key: &str,
+    tool: &ToolGrant,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    if !config.plugins.contains_key(&tool.plugin)
+        && !unloaded.contains(&format!("plugins.{}", tool.plugin))
+    {
+        Problems(problems).add(
+            key,
+            format!("`{}` is not a plugin in [plugins]", tool.plugin),
+        );
+    }
+}
+
+/// Whether one entry of `agents.NAME.grants`, at `key`, names a configured source or alias, in
+/// a form that fits it.
+pub(super) fn grant_refers(
+    config: &WardenConfig,
+    unloaded: &BTreeSet<String>,
+    key: &str,
+    grant: &AgentGrant,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    let mut p = Problems(problems);
+    let written = |section: &str, name: &str| unloaded.contains(&format!("{section}.{name}"));
+    match grant {
+        AgentGrant::Source { name, .. } if written("sources", name) => {}
+        AgentGrant::Model(alias) if written("models", alias) => {}
+        AgentGrant::Source { name: source, access } => match config.sources.get(source) {
+            None => p.add(
+                key,
+                format!(
+                    "`{source}` is not a source in [sources] (nor `model:ALIAS` or `memory:NAMESPACE`); \
+                     the sources are: {}",
+                    config.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            Some(s) if access.is_some() && !s.kind().has_access_mode() => p.add(
+                key,
+                format!("`{source}` is an http source: grant it as \"{source}\", without :ro or :rw"),
+            ),
+            Some(_) => {}
+        },
+        AgentGrant::Model(alias) => {
+            if !config.models.contains_key(alias) {
+                p.add(key, format!("`{alias}` is not a model alias in [models]"));
+            }
+        }
+        AgentGrant::Memory { .. } => {}
+    }
+}
+
 fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
     let mut p = Problems(problems);
     if let Err(e) = StateUrl::parse(&config.state.url, &config.base_dir) {
         p.add("state.url", e);
     }
-    check_audit_key(config, &mut p);
+    if config.state.audit_key_env.is_some() && config.state.audit_key_file.is_some() {
+        p.add(
+            "state.audit_key_file",
+            "set one of `audit_key_env` and `audit_key_file`, not both",
+        );
+    }
     for (name, plugin) in &config.plugins {
         let key = format!("plugins.{name}");
         // Whether the file is there is not checked here but by `warden config check` (see
@@ -93,14 +160,14 @@ fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
         {
             p.add(format!("{key}.sha256"), "a sha256 pin is 64 hex digits");
         }
-        for (i, entry) in plugin.max.iter().enumerate() {
-            if let Err(e) = parse_max_grant(entry) {
-                p.add(format!("{key}.max[{i}]"), e.0);
-            }
-        }
     }
-    for (name, source) in &config.sources {
-        check_source(config, name, source, &mut p);
+    for name in config.sources.keys() {
+        if matches!(name.as_str(), "model" | "memory") {
+            p.add(
+                format!("sources.{name}"),
+                format!("`{name}` is reserved for grants (`{name}:…`); name the source otherwise"),
+            );
+        }
     }
     for (name, model) in &config.models {
         let key = format!("models.{name}");
@@ -126,9 +193,6 @@ fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
                 );
             }
         }
-        for (field, problem) in crate::models::check_alias(model) {
-            p.add(format!("{key}.{field}"), problem);
-        }
     }
     for (name, agent) in &config.agents {
         let key = format!("agents.{name}");
@@ -148,56 +212,6 @@ fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
                 format!("{key}.model"),
                 format!("`{model}` is not a model alias in [models]"),
             );
-        }
-        for (i, tool) in agent.tools.iter().enumerate() {
-            if tool == "*" {
-                p.add(
-                    format!("{key}.tools[{i}]"),
-                    "`*` would allow every tool of every plugin, plugins added later included; \
-                     name each plugin instead, as \"PLUGIN/*\" or \"PLUGIN/TOOL\"",
-                );
-                continue;
-            }
-            match tool.split_once('/') {
-                Some((plugin, tool_name)) if !tool_name.is_empty() => {
-                    if !config.plugins.contains_key(plugin) {
-                        p.add(
-                            format!("{key}.tools[{i}]"),
-                            format!("`{plugin}` is not a plugin in [plugins]"),
-                        );
-                    }
-                }
-                _ => p.add(
-                    format!("{key}.tools[{i}]"),
-                    format!("`{tool}` is not a tool; write PLUGIN/TOOL or PLUGIN/*"),
-                ),
-            }
-        }
-        for (i, grant) in agent.grants.iter().enumerate() {
-            let gkey = format!("{key}.grants[{i}]");
-            match parse_agent_grant(grant) {
-                Err(e) => p.add(gkey, e.0),
-                Ok(AgentGrant::Source { name: source, access }) => match config.sources.get(&source) {
-                    None => p.add(
-                        gkey,
-                        format!(
-                            "`{source}` is not a source in [sources] (nor `model:ALIAS` or `memory:NAMESPACE`); \
-                             the sources are: {}",
-                            config.sources.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    ),
-                    Some(s) if access.is_some() && !s.kind.has_access_mode() => {
-                        p.add(gkey, format!("`{source}` is an http source: grant it as \"{source}\", without :ro or :rw"))
-                    }
-                    Some(_) => {}
-                },
-                Ok(AgentGrant::Model(alias)) => {
-                    if !config.models.contains_key(&alias) {
-                        p.add(gkey, format!("`{alias}` is not a model alias in [models]"));
-                    }
-                }
-                Ok(AgentGrant::Memory { .. }) => {}
-            }
         }
     }
     for (name, tenant) in &config.tenants {
@@ -220,126 +234,6 @@ fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
     }
 }
 
-/// The audit key must be there, and long enough, whenever the config names one: a log that
-/// should be signed is never silently written unsigned.
-fn check_audit_key(config: &WardenConfig, p: &mut Problems<'_>) {
-    let state = &config.state;
-    if state.audit_key_env.is_some() && state.audit_key_file.is_some() {
-        p.add(
-            "state.audit_key_file",
-            "set one of `audit_key_env` and `audit_key_file`, not both",
-        );
-        return;
-    }
-    if let Err(e) = crate::policy::audit::AuditKey::from_config(config) {
-        // The message starts with the key it is about.
-        let (key, message) = e.split_once(": ").unwrap_or(("state", e.as_str()));
-        p.add(key, message);
-    }
-}
-
-fn check_source(config: &WardenConfig, name: &str, s: &SourceConfig, p: &mut Problems<'_>) {
-    let key = format!("sources.{name}");
-    if matches!(name, "model" | "memory") {
-        p.add(
-            &key,
-            format!("`{name}` is reserved for grants (`{name}:…`); name the source otherwise"),
-        );
-    }
-    let kind = format!("{:?}", s.kind).to_lowercase();
-    let not_for = |field: &str, p: &mut Problems<'_>| {
-        p.add(
-            format!("{key}.{field}"),
-            format!("`{field}` does not apply to a {kind} source; remove it"),
-        );
-    };
-    let is_sql = matches!(s.kind, SourceKind::Sqlite | SourceKind::Postgres);
-    if s.path.is_some() && !matches!(s.kind, SourceKind::Dir | SourceKind::Sqlite) {
-        not_for("path", p);
-    }
-    if s.url_env.is_some() && s.kind != SourceKind::Postgres {
-        not_for("url_env", p);
-    }
-    if s.kind != SourceKind::Http {
-        if !s.allow.is_empty() {
-            not_for("allow", p);
-        }
-        if !s.headers.is_empty() {
-            not_for("headers", p);
-        }
-        if s.allow_private_addresses {
-            not_for("allow_private_addresses", p);
-        }
-        if s.methods.is_some() {
-            not_for("methods", p);
-        }
-        if s.max_requests.is_some() {
-            not_for("max_requests", p);
-        }
-    }
-    if !is_sql {
-        if s.max_rows.is_some() {
-            not_for("max_rows", p);
-        }
-        if s.pool_size.is_some() {
-            not_for("pool_size", p);
-        }
-    }
-    match s.kind {
-        SourceKind::Dir => match &s.path {
-            None => p.add(format!("{key}.path"), "a dir source needs `path`, the directory to share"),
-            Some(path) => {
-                let full = config.resolve(path);
-                if !full.is_dir() {
-                    p.add(format!("{key}.path"), format!("`{}` is not a directory", full.display()));
-                }
-            }
-        },
-        SourceKind::Sqlite => match &s.path {
-            None => p.add(format!("{key}.path"), "a sqlite source needs `path`, the database file"),
-            Some(path) => {
-                let full = config.resolve(path);
-                if !full.is_file() {
-                    p.add(format!("{key}.path"), format!("`{}` does not exist; create the database first", full.display()));
-                }
-            }
-        },
-        SourceKind::Postgres => match &s.url_env {
-            None => p.add(
-                format!("{key}.url_env"),
-                "a postgres source needs `url_env`, the environment variable that holds its URL (secrets never go in the file)",
-            ),
-            Some(var) if std::env::var_os(var).is_none() => {
-                p.add(format!("{key}.url_env"), format!("the environment variable `{var}` is not set"))
-            }
-            Some(_) => {}
-        },
-        SourceKind::Http => {
-            if s.allow.is_empty() {
-                p.add(format!("{key}.allow"), "an http source needs `allow`, e.g. [\"https://api.example.com/v2/*\"]");
-            }
-            for (i, pattern) in s.allow.iter().enumerate() {
-                if let Err(e) = crate::capabilities::http::parse_allow_pattern(pattern) {
-                    p.add(format!("{key}.allow[{i}]"), e);
-                }
-            }
-            if let Err(e) = crate::capabilities::http::parse_methods(s.methods.as_deref()) {
-                p.add(format!("{key}.methods"), e);
-            }
-            if let Err(e) = crate::capabilities::http::check_max_requests(s.max_requests) {
-                p.add(format!("{key}.max_requests"), e);
-            }
-            for (header, value) in &s.headers {
-                if let Some(var) = value.strip_prefix("env:")
-                    && std::env::var_os(var).is_none()
-                {
-                    p.add(format!("{key}.headers.{header}"), format!("the environment variable `{var}` is not set"));
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::WardenConfig;
@@ -352,17 +246,9 @@ mod tests {
         }
     }
 
-    /// As `warden config check` finds them: with the plugin files' presence and pins.
-    fn check_problems(text: &str) -> Vec<String> {
-        match WardenConfig::parse_with(text, Path::new(env!("CARGO_MANIFEST_DIR")), true) {
-            Ok(_) => Vec::new(),
-            Err(e) => e.0.iter().map(|p| p.to_string()).collect(),
-        }
-    }
-
     #[test]
     fn every_problem_is_reported_with_its_key() {
-        let found = check_problems(
+        let found = problems(
             r#"
             [plugins.files]
             path = "missing.wasm"
@@ -370,21 +256,20 @@ mod tests {
             [sources.handbook]
             kind = "dir"
             path = "no-such-dir"
+            pool_size = 2
             [agents.support]
             grants = ["nope:ro", "handbook:rwx"]
             colour = "blue"
             "#,
         );
         let joined = found.join("\n");
-        assert!(joined.contains("plugins.files.path"), "{joined}");
-        // At start-up a missing plugin file is that plugin's failure, not the config's.
-        assert!(
-            !problems("[plugins.files]\npath = \"missing.wasm\"\n")
-                .join("\n")
-                .contains("plugins.files.path")
-        );
+        // A missing plugin file is that plugin's failure at start-up, where the others still
+        // serve; `warden config check` reports it (cli/config.rs).
+        assert!(!joined.contains("plugins.files.path"), "{joined}");
         assert!(joined.contains("plugins.files.max[0]"), "{joined}");
-        assert!(joined.contains("sources.handbook.path"), "{joined}");
+        // That the directory exists is the files capability's to check (see
+        // `capabilities::check`); a key of another kind is the file's shape.
+        assert!(joined.contains("sources.handbook.pool_size"), "{joined}");
         assert!(
             joined.contains("agents.support") && joined.contains("colour"),
             "{joined}"
@@ -408,6 +293,23 @@ mod tests {
             "{found:?}"
         );
         assert!(found[1].contains("agents.a.grants[2]"), "{found:?}");
+    }
+
+    #[test]
+    fn a_grant_to_a_source_that_did_not_load_is_not_called_unknown() {
+        let found = problems(
+            r#"
+            [sources.crm]
+            kind = "postgres"
+            [models.fast]
+            backend = "openai"
+            [agents.a]
+            grants = ["crm:ro", "model:fast"]
+            "#,
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("models.fast:"), "{found:?}");
+        assert!(found[1].starts_with("sources.crm.url_env:"), "{found:?}");
     }
 
     #[test]

@@ -1,20 +1,30 @@
 //! The operator's `warden.toml`: its shape, and a check that reports every problem with its key
 //! and what to write instead. Unknown keys are errors. Relative paths are relative to the
 //! folder of the config file. Secrets never sit in the file: it names environment variables.
+//!
+//! The config is plain data and imports nothing from the rest of the host. Grants parse into
+//! their types as the file loads ([`grants`]), and each source kind is its own type. What only a
+//! capability can judge (a pattern of an allowlist, a PostgreSQL URL, a directory that must
+//! exist) is checked by that capability (see `crate::capabilities::check`), for
+//! `warden config check` and at start-up alike; this module checks the file's shape and its
+//! cross-references (a grant naming a source, a fallback naming an alias).
 
 mod check;
+pub mod grants;
 mod model;
+mod source;
 mod warnings;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
 pub use model::{
-    AgentConfig, AgentLimits, ModelConfig, ModelQuota, PluginConfig, SourceConfig, SourceKind,
-    StateConfig, TenantConfig,
+    AgentConfig, AgentLimits, DirSourceConfig, HttpSourceConfig, ModelConfig, ModelQuota,
+    PluginConfig, PostgresSourceConfig, SourceConfig, SourceKind, SqliteSourceConfig, StateConfig,
+    StateUrl, TenantConfig,
 };
 
 /// One problem in a config: the key it is at, and what is wrong and how to fix it.
@@ -53,6 +63,13 @@ impl fmt::Display for ConfigProblems {
 
 impl std::error::Error for ConfigProblems {}
 
+/// For the callers that report a config's problems as text (start-up's errors are strings).
+impl From<ConfigProblems> for String {
+    fn from(problems: ConfigProblems) -> String {
+        problems.to_string().trim_end().to_string()
+    }
+}
+
 /// A parsed and checked `warden.toml`.
 #[derive(Debug, Clone, Default)]
 pub struct WardenConfig {
@@ -75,19 +92,27 @@ pub struct WardenConfig {
 const SECTIONS: &[&str] = &["state", "plugins", "sources", "models", "agents", "tenants"];
 
 impl WardenConfig {
-    /// Reads, parses and checks the config at `path`; every problem is reported at once. Pins
-    /// are not verified here: a plugin's pin is checked where it is loaded.
+    /// Reads, parses and checks the shape of the config at `path`; every problem is reported at
+    /// once. What the capabilities check (a directory that must exist, an allowlist, an
+    /// environment variable that must be set) is not checked here: load with
+    /// `crate::capabilities::check::load` for that, as every command does.
     pub fn load(path: &Path) -> Result<WardenConfig, ConfigProblems> {
-        Self::load_with(path, false)
+        let (config, problems) = Self::load_unchecked(path)?;
+        config.checked(problems)
     }
 
-    /// As [`WardenConfig::load`], and also hashes every pinned plugin file and reports each one
-    /// that no longer matches its pin, as `warden config check` does.
-    pub fn load_verifying_pins(path: &Path) -> Result<WardenConfig, ConfigProblems> {
-        Self::load_with(path, true)
+    /// Parses and checks the shape of config text; relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<WardenConfig, ConfigProblems> {
+        let (config, problems) = Self::parse_unchecked(text, base_dir)?;
+        config.checked(problems)
     }
 
-    fn load_with(path: &Path, verify_pins: bool) -> Result<WardenConfig, ConfigProblems> {
+    /// As [`WardenConfig::load`], but returns the config as far as it loaded together with its
+    /// problems, so that others (the capabilities, the pins) can add theirs before
+    /// [`WardenConfig::checked`] decides. Fails only when the file cannot be read or is not TOML.
+    pub fn load_unchecked(
+        path: &Path,
+    ) -> Result<(WardenConfig, Vec<ConfigProblem>), ConfigProblems> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigProblems(vec![ConfigProblem {
                 key: path.display().to_string(),
@@ -100,19 +125,15 @@ impl WardenConfig {
         } else {
             base_dir
         };
-        Self::parse_with(&text, &base_dir, verify_pins)
+        Self::parse_unchecked(&text, &base_dir)
     }
 
-    /// Parses and checks config text; relative paths resolve against `base_dir`.
-    pub fn parse(text: &str, base_dir: &Path) -> Result<WardenConfig, ConfigProblems> {
-        Self::parse_with(text, base_dir, false)
-    }
-
-    fn parse_with(
+    /// As [`WardenConfig::parse`], returning the config as far as it parsed and its problems;
+    /// see [`WardenConfig::load_unchecked`].
+    pub fn parse_unchecked(
         text: &str,
         base_dir: &Path,
-        verify_pins: bool,
-    ) -> Result<WardenConfig, ConfigProblems> {
+    ) -> Result<(WardenConfig, Vec<ConfigProblem>), ConfigProblems> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             ConfigProblems(vec![ConfigProblem {
                 key: "warden.toml".into(),
@@ -120,6 +141,7 @@ impl WardenConfig {
             }])
         })?;
         let mut problems = Vec::new();
+        let mut agents = BTreeMap::new();
         let mut config = WardenConfig {
             base_dir: base_dir.to_path_buf(),
             ..WardenConfig::default()
@@ -132,65 +154,85 @@ impl WardenConfig {
                         config.state = state;
                     }
                 }
-                "plugins" => config.plugins = named_entries("plugins", value, &mut problems),
-                "sources" => config.sources = named_entries("sources", value, &mut problems),
-                "models" => config.models = named_entries("models", value, &mut problems),
-                "agents" => config.agents = named_entries("agents", value, &mut problems),
-                "tenants" => config.tenants = named_entries("tenants", value, &mut problems),
+                "plugins" => {
+                    config.plugins = named_entries("plugins", value, &mut problems, |k, v, p| {
+                        entry::<model::PluginEntry>(k, v.clone(), p).map(|e| e.typed(k, p))
+                    })
+                }
+                "sources" => {
+                    config.sources = named_entries("sources", value, &mut problems, source::source)
+                }
+                "models" => {
+                    config.models = named_entries("models", value, &mut problems, |k, v, p| {
+                        entry(k, v.clone(), p)
+                    })
+                }
+                // Typed once the rest is read: an agent's grants name sources, models and
+                // plugins, which are checked as each grant parses.
+                "agents" => {
+                    agents = named_entries("agents", value, &mut problems, |k, v, p| {
+                        entry::<model::AgentEntry>(k, v.clone(), p)
+                    })
+                }
+                "tenants" => {
+                    config.tenants = named_entries("tenants", value, &mut problems, |k, v, p| {
+                        entry(k, v.clone(), p)
+                    })
+                }
                 other => problems.push(ConfigProblem {
                     key: other.to_string(),
                     message: format!("unknown section; the sections are {}", SECTIONS.join(", ")),
                 }),
             }
         }
-        check::check(&config, &mut problems);
-        if verify_pins {
-            problems.extend(config.pin_problems());
+        // Entries written but not loaded (their problem is reported): a grant naming one is not
+        // told that it names nothing, which would send the operator the wrong way.
+        let unloaded: BTreeSet<String> = ["plugins", "sources", "models"]
+            .into_iter()
+            .filter_map(|section| Some((section, table.get(section)?.as_table()?)))
+            .flat_map(|(section, entries)| {
+                entries
+                    .keys()
+                    .map(move |name| (section, name))
+                    .filter(|(section, name)| match *section {
+                        "plugins" => !config.plugins.contains_key(*name),
+                        "sources" => !config.sources.contains_key(*name),
+                        _ => !config.models.contains_key(*name),
+                    })
+            })
+            .map(|(section, name)| format!("{section}.{name}"))
+            .collect();
+        for (name, agent) in agents {
+            let key = format!("agents.{name}");
+            let typed = agent.typed(&key, &config, &unloaded, &mut problems);
+            config.agents.insert(name, typed);
         }
+        check::check(&config, &mut problems);
+        Ok((config, problems))
+    }
+
+    /// The config, if `problems` (its own and any others found in it) is empty; otherwise every
+    /// problem. A problem that would quote a secret written where a variable's name belongs is
+    /// replaced first, by one that says what is wrong without it, so this comes last.
+    pub fn checked(self, mut problems: Vec<ConfigProblem>) -> Result<WardenConfig, ConfigProblems> {
+        check::values_in_place_of_names(&self, &mut problems);
         if problems.is_empty() {
-            Ok(config)
+            Ok(self)
         } else {
             Err(ConfigProblems(problems))
         }
     }
 
-    /// Plugins whose file is missing, and pinned plugins whose file no longer has the pinned
-    /// sha256. This reads and hashes every pinned file, so it belongs to `warden config check`,
-    /// not to every start (where each plugin that fails to load is reported on its own).
-    fn pin_problems(&self) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
-        for (name, plugin) in &self.plugins {
-            let path = self.resolve(&plugin.path);
-            if !path.is_file() {
-                problems.push(ConfigProblem {
-                    key: format!("plugins.{name}.path"),
-                    message: format!(
-                        "`{}` is not a file; paths are relative to the config file's folder",
-                        path.display()
-                    ),
-                });
-                continue;
-            }
-            let Some(pin) = &plugin.sha256 else { continue };
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let actual = crate::plugins::sha256_hex(&bytes);
-            if let Err(e) = crate::plugins::check_pin(name, &path, &actual, pin) {
-                problems.push(ConfigProblem {
-                    key: format!("plugins.{name}.sha256"),
-                    message: e.message().to_string(),
-                });
-            }
-        }
-        problems
-    }
-
     /// What `warden config check` warns about in a config that loads: directory sources that
     /// contain what a plugin must not reach (the config file itself too, when `config_file` is
-    /// given), secrets written inline, and an audit key file others can read. See `warnings.rs`.
-    pub fn warnings(&self, config_file: Option<&Path>) -> Vec<ConfigProblem> {
-        warnings::warnings(self, config_file)
+    /// given, and the compile cache, when `compile_cache` is), secrets written inline, and an
+    /// audit key file others can read. See `warnings.rs`.
+    pub fn warnings(
+        &self,
+        config_file: Option<&Path>,
+        compile_cache: Option<&Path>,
+    ) -> Vec<ConfigProblem> {
+        warnings::warnings(self, config_file, compile_cache)
     }
 
     /// A path from the config, resolved against the config's folder.
@@ -220,10 +262,11 @@ fn entry<T: DeserializeOwned>(
     }
 }
 
-fn named_entries<T: DeserializeOwned>(
+fn named_entries<T>(
     section: &str,
     value: &toml::Value,
     problems: &mut Vec<ConfigProblem>,
+    read: impl Fn(&str, &toml::Value, &mut Vec<ConfigProblem>) -> Option<T>,
 ) -> BTreeMap<String, T> {
     let Some(table) = value.as_table() else {
         problems.push(ConfigProblem {
@@ -243,20 +286,11 @@ fn named_entries<T: DeserializeOwned>(
                         .into(),
             });
         }
-        if let Some(v) = entry::<T>(&key, value.clone(), problems) {
+        if let Some(v) = read(&key, value, problems) {
             out.insert(name.clone(), v);
         }
     }
     out
-}
-
-/// Parses and checks `warden.toml` text as `warden config check` would, and returns its
-/// warnings, or every problem. Relative paths resolve against a folder that does not exist, so
-/// it reads no more of the file system than the absolute paths in the text name (and the audit
-/// key file, at most a few KiB). For fuzzing: whatever the text, this returns, never panics.
-pub fn check_text(text: &str) -> Result<Vec<ConfigProblem>, ConfigProblems> {
-    let config = WardenConfig::parse(text, Path::new("/nonexistent/warden-config-check"))?;
-    Ok(config.warnings(None))
 }
 
 /// Is `name` usable as an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`)? What is not is
@@ -274,50 +308,4 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn hostile_configs_are_refused_without_a_panic() {
-        for text in [
-            "[state]\naudit_key_file = \"/dev/zero\"\n",
-            "[state]\naudit_key_file = \"/proc/self/mem\"\n",
-            "[state]\naudit_key_env = \"\"\n",
-            "[sources.s]\nkind = \"postgres\"\nurl_env = \"\"\n",
-            "[sources.s]\nkind = \"http\"\nallow = [\"\"]\nheaders = { \"\" = \"env:\" }\n",
-            "[agents.a]\ntools = [\"*\", \"/\", \"a/\", \"/b\"]\ngrants = [\":\", \"::\", \"memory:\"]\n",
-            "[sources.d]\nkind = \"dir\"\npath = \"/\"\n[state]\nurl = \"sqlite:///\"\n",
-            "[plugins.\u{e9}]\npath = \"\"\n",
-        ] {
-            let _ = check_text(text);
-        }
-        let err = check_text("[state]\naudit_key_file = \"/dev/zero\"\n").unwrap_err();
-        assert!(err.to_string().contains("state.audit_key_file"), "{err}");
-    }
-
-    proptest! {
-        #[test]
-        fn check_text_never_panics(text in any::<String>()) {
-            let _ = check_text(&text);
-        }
-
-        #[test]
-        fn check_text_never_panics_on_config_shaped_text(
-            section in prop::sample::select(vec!["state", "sources.s", "agents.a", "models.m", "plugins.p"]),
-            key in prop::sample::select(vec!["url", "path", "kind", "url_env", "tools", "grants", "headers", "audit_key_env", "backend", "max"]),
-            value in prop_oneof![
-                "\"[ -~]{0,24}\"",
-                Just("[\"*\"]".to_string()),
-                Just("{ Authorization = \"Bearer x\" }".to_string()),
-                Just("\"dir\"".to_string()),
-                Just("1".to_string()),
-            ],
-        ) {
-            let _ = check_text(&format!("[{section}]\n{key} = {value}\n"));
-        }
-    }
 }

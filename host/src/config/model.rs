@@ -1,9 +1,16 @@
-//! The sections of `warden.toml`, as serde types. Every struct denies unknown keys.
+//! The sections of `warden.toml`, as types. Every serde struct denies unknown keys; grants are
+//! parsed into their types as they load (see `grants.rs`).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use super::grants::{
+    AgentGrant, GrantError, MaxGrant, ToolGrant, parse_agent_grant, parse_max_grant,
+    parse_tool_grant,
+};
+use super::{ConfigProblem, WardenConfig, check};
 
 /// `[state]`: where the audit log, memory and sessions live.
 #[derive(Debug, Clone, Deserialize)]
@@ -17,6 +24,40 @@ pub struct StateConfig {
     pub audit_key_env: Option<String>,
     /// A file holding the audit key, instead of `audit_key_env`; relative to the config.
     pub audit_key_file: Option<PathBuf>,
+}
+
+/// Where state is kept, parsed from `[state] url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateUrl {
+    /// `sqlite://PATH`, relative to the config's folder.
+    Sqlite(PathBuf),
+    /// `postgres://…`.
+    Postgres(String),
+}
+
+impl StateUrl {
+    /// Parses a state URL; relative SQLite paths resolve against `base_dir`. Only the scheme and
+    /// the SQLite path are read here: a PostgreSQL URL's own syntax is checked by the host,
+    /// which speaks PostgreSQL.
+    pub fn parse(url: &str, base_dir: &Path) -> Result<StateUrl, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("`sqlite://` needs a path, e.g. sqlite://.warden/state.db".into());
+            }
+            let path = Path::new(path);
+            return Ok(StateUrl::Sqlite(if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                base_dir.join(path)
+            }));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StateUrl::Postgres(url.to_string()));
+        }
+        Err(format!(
+            "`{url}` is not a state URL; write sqlite://PATH (the default) or postgres://…"
+        ))
+    }
 }
 
 /// The embedded default state store.
@@ -35,18 +76,72 @@ impl Default for StateConfig {
 }
 
 /// `[plugins.NAME]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct PluginConfig {
     /// The component file.
     pub path: PathBuf,
     /// An optional pin: a file with another sha256 is refused.
     pub sha256: Option<String>,
-    /// The most this plugin may ever use, e.g. `["dir:*:ro", "sql:crm:ro", "http:*"]`.
-    #[serde(default)]
-    pub max: Vec<String>,
+    /// The most this plugin may ever use, e.g. `["dir:*:ro", "sql:crm:ro", "http:*"]`, parsed.
+    pub max: Vec<MaxGrant>,
     /// Model calls and tokens this plugin may use in all, across every agent.
     pub quota: Option<ModelQuota>,
+}
+
+/// `[plugins.NAME]` as written, before its `max` is parsed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PluginEntry {
+    path: PathBuf,
+    sha256: Option<String>,
+    #[serde(default)]
+    max: Vec<String>,
+    quota: Option<ModelQuota>,
+}
+
+impl PluginEntry {
+    /// Parses `max`; an entry that does not parse is reported at its index and left out.
+    pub(super) fn typed(self, key: &str, problems: &mut Vec<ConfigProblem>) -> PluginConfig {
+        PluginConfig {
+            path: self.path,
+            sha256: self.sha256,
+            max: parsed(
+                &self.max,
+                &format!("{key}.max"),
+                parse_max_grant,
+                problems,
+                |_, _, _| {},
+            ),
+            quota: self.quota,
+        }
+    }
+}
+
+/// Parses each text of a list, reporting each one that does not parse at `key[i]`, and
+/// handing each one that does to `check` with its key (the index as written, so a problem found
+/// later still points at the right line).
+fn parsed<T>(
+    texts: &[String],
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, GrantError>,
+    problems: &mut Vec<ConfigProblem>,
+    check: impl Fn(&str, &T, &mut Vec<ConfigProblem>),
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
+        let at = format!("{key}[{i}]");
+        match parse(text) {
+            Ok(v) => {
+                check(&at, &v, problems);
+                out.push(v);
+            }
+            Err(e) => problems.push(ConfigProblem {
+                key: at,
+                message: e.0,
+            }),
+        }
+    }
+    out
 }
 
 /// `quota = { … }`: model calls and tokens per window. A key left out is unlimited.
@@ -64,8 +159,7 @@ pub struct ModelQuota {
 }
 
 /// The kind of a data source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
     /// A directory, given to plugins as a WASI preopen.
     Dir,
@@ -91,39 +185,112 @@ impl SourceKind {
     pub fn has_access_mode(self) -> bool {
         !matches!(self, SourceKind::Http)
     }
+
+    /// The name written in `kind = "…"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Dir => "dir",
+            SourceKind::Sqlite => "sqlite",
+            SourceKind::Postgres => "postgres",
+            SourceKind::Http => "http",
+        }
+    }
 }
 
-/// `[sources.NAME]`. Which keys apply depends on `kind`; the check says which are missing.
+/// `[sources.NAME]`: one company data source. `kind` says which it is, and each kind takes only
+/// its own keys; a key of another kind is reported with the fix (see `source.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// `kind = "dir"`.
+    Dir(DirSourceConfig),
+    /// `kind = "sqlite"`.
+    Sqlite(SqliteSourceConfig),
+    /// `kind = "postgres"`.
+    Postgres(PostgresSourceConfig),
+    /// `kind = "http"`.
+    Http(HttpSourceConfig),
+}
+
+impl SourceConfig {
+    /// Which kind of source this is.
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            SourceConfig::Dir(_) => SourceKind::Dir,
+            SourceConfig::Sqlite(_) => SourceKind::Sqlite,
+            SourceConfig::Postgres(_) => SourceKind::Postgres,
+            SourceConfig::Http(_) => SourceKind::Http,
+        }
+    }
+
+    /// The file or folder of a `dir` or `sqlite` source, as written (unresolved).
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            SourceConfig::Dir(d) => Some(&d.path),
+            SourceConfig::Sqlite(s) => Some(&s.path),
+            SourceConfig::Postgres(_) | SourceConfig::Http(_) => None,
+        }
+    }
+}
+
+/// `kind = "dir"`: a directory, given to plugins as a WASI preopen.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// `dir`, `sqlite`, `postgres` or `http`.
-    pub kind: SourceKind,
-    /// `dir` and `sqlite`: the path.
-    pub path: Option<PathBuf>,
-    /// `postgres`: the environment variable that holds the connection URL.
-    pub url_env: Option<String>,
-    /// `http`: allowed URL patterns, e.g. `https://api.example.com/v2/*`.
+pub struct DirSourceConfig {
+    /// The directory to share.
+    pub path: PathBuf,
+}
+
+/// `kind = "sqlite"`: a SQLite database file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSourceConfig {
+    /// The database file.
+    pub path: PathBuf,
+    /// The most rows one query returns (default 1000).
+    pub max_rows: Option<u64>,
+    /// The most bytes of row data one query returns (default 1 MiB).
+    pub max_bytes: Option<u64>,
+    /// Statement timeout in milliseconds (default 5000).
+    pub timeout_ms: Option<u64>,
+}
+
+/// `kind = "postgres"`: a PostgreSQL database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    /// The environment variable that holds the connection URL.
+    pub url_env: String,
+    /// The most rows one query returns (default 1000).
+    pub max_rows: Option<u64>,
+    /// The most bytes of row data one query returns (default 1 MiB).
+    pub max_bytes: Option<u64>,
+    /// Statement timeout in milliseconds (default 5000).
+    pub timeout_ms: Option<u64>,
+    /// Connections in the pool (default 4).
+    pub pool_size: Option<u32>,
+}
+
+/// `kind = "http"`: an HTTP API, reached through `wasi:http`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSourceConfig {
+    /// Allowed URL patterns, e.g. `https://api.example.com/v2/*`.
     #[serde(default)]
     pub allow: Vec<String>,
-    /// `http`: headers the host adds; values are `env:NAME` (or a literal without secrets).
+    /// Headers the host adds; values are `env:NAME` (or a literal without secrets).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// `http`: allow names that resolve to loopback, private or link-local addresses.
+    /// Allow names that resolve to loopback, private or link-local addresses.
     #[serde(default)]
     pub allow_private_addresses: bool,
-    /// `sqlite` and `postgres`: the most rows one query returns (default 1000).
-    pub max_rows: Option<u64>,
-    /// `sqlite` and `postgres`: the most bytes of row data one query returns (default 1 MiB);
-    /// `http`: the largest response body (default 4 MiB).
+    /// The largest response body (default 4 MiB).
     pub max_bytes: Option<u64>,
-    /// Statement or request timeout in milliseconds (default 5000).
+    /// Request timeout in milliseconds (default 5000).
     pub timeout_ms: Option<u64>,
-    /// `postgres`: connections in the pool (default 4).
-    pub pool_size: Option<u32>,
-    /// `http`: the methods the source sends (default GET and HEAD).
+    /// The methods the source sends (default GET and HEAD).
     pub methods: Option<Vec<String>>,
-    /// `http`: the most requests one call sends through the source (default 100).
+    /// The most requests one call sends through the source (default 100).
     pub max_requests: Option<u32>,
 }
 
@@ -150,23 +317,67 @@ pub struct ModelConfig {
 }
 
 /// `[agents.NAME]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct AgentConfig {
     /// The model alias the agent loop uses.
     pub model: Option<String>,
     /// The agent's instructions.
-    #[serde(default)]
     pub instructions: String,
-    /// Tools by `plugin/tool`, with `*` wildcards (`files/*`).
-    #[serde(default)]
-    pub tools: Vec<String>,
-    /// What the agent's tools may use: `SOURCE[:ro|:rw]`, `model:ALIAS`, `memory:NS[:ro|:rw]`.
-    #[serde(default)]
-    pub grants: Vec<String>,
+    /// Tools by `plugin/tool`, with `*` wildcards (`files/*`), parsed.
+    pub tools: Vec<ToolGrant>,
+    /// What the agent's tools may use: `SOURCE[:ro|:rw]`, `model:ALIAS`, `memory:NS[:ro|:rw]`,
+    /// parsed.
+    pub grants: Vec<AgentGrant>,
     /// Per-agent limits.
-    #[serde(default)]
     pub limits: AgentLimits,
+}
+
+/// `[agents.NAME]` as written, before its `tools` and `grants` are parsed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AgentEntry {
+    model: Option<String>,
+    #[serde(default)]
+    instructions: String,
+    #[serde(default)]
+    tools: Vec<String>,
+    #[serde(default)]
+    grants: Vec<String>,
+    #[serde(default)]
+    limits: AgentLimits,
+}
+
+impl AgentEntry {
+    /// Parses `tools` and `grants`, and checks that each names something in `config` (whose
+    /// plugins, sources and models are read already); an entry that does not parse is reported
+    /// at its index and left out.
+    pub(super) fn typed(
+        self,
+        key: &str,
+        config: &WardenConfig,
+        unloaded: &BTreeSet<String>,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> AgentConfig {
+        AgentConfig {
+            model: self.model,
+            instructions: self.instructions,
+            tools: parsed(
+                &self.tools,
+                &format!("{key}.tools"),
+                parse_tool_grant,
+                problems,
+                |at, tool, p| check::tool_refers(config, unloaded, at, tool, p),
+            ),
+            grants: parsed(
+                &self.grants,
+                &format!("{key}.grants"),
+                parse_agent_grant,
+                problems,
+                |at, grant, p| check::grant_refers(config, unloaded, at, grant, p),
+            ),
+            limits: self.limits,
+        }
+    }
 }
 
 /// `limits = { … }` of an agent.

@@ -10,20 +10,22 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ConfigProblem, SourceKind, WardenConfig};
-use crate::state::StateUrl;
+use super::{ConfigProblem, SourceConfig, StateUrl, WardenConfig};
 
-/// Every warning for `config`, each at the key to change.
-pub(super) fn warnings(config: &WardenConfig, config_file: Option<&Path>) -> Vec<ConfigProblem> {
+/// Every warning for `config`, each at the key to change. `compile_cache` is the folder of
+/// compiled plugins, which the host knows and the config does not.
+pub(super) fn warnings(
+    config: &WardenConfig,
+    config_file: Option<&Path>,
+    compile_cache: Option<&Path>,
+) -> Vec<ConfigProblem> {
     let mut out = Vec::new();
-    overlapping_dirs(config, config_file, &mut out);
+    overlapping_dirs(config, config_file, compile_cache, &mut out);
     key_file_mode(config, &mut out);
     for (name, source) in &config.sources {
-        inline_secrets(
-            &format!("sources.{name}.headers"),
-            &source.headers,
-            &mut out,
-        );
+        if let SourceConfig::Http(http) = source {
+            inline_secrets(&format!("sources.{name}.headers"), &http.headers, &mut out);
+        }
     }
     for (name, model) in &config.models {
         inline_secrets(&format!("models.{name}.headers"), &model.headers, &mut out);
@@ -46,6 +48,7 @@ fn resolved(path: &Path) -> PathBuf {
 fn overlapping_dirs(
     config: &WardenConfig,
     config_file: Option<&Path>,
+    compile_cache: Option<&Path>,
     out: &mut Vec<ConfigProblem>,
 ) {
     // What a directory grant must not reach: (what it is, where).
@@ -57,9 +60,9 @@ fn overlapping_dirs(
         ));
     }
     for (name, source) in &config.sources {
-        if let Some(path) = &source.path {
-            let what = match source.kind {
-                SourceKind::Dir => format!("directory source `{name}`"),
+        if let Some(path) = source.path() {
+            let what = match source {
+                SourceConfig::Dir(_) => format!("directory source `{name}`"),
                 _ => format!("the database file of source `{name}`"),
             };
             guarded.push((what, resolved(&config.resolve(path))));
@@ -77,17 +80,17 @@ fn overlapping_dirs(
     if let Some(path) = &config.state.audit_key_file {
         guarded.push(("the audit key file".into(), resolved(&config.resolve(path))));
     }
-    if let Some(cache) = crate::engine::CompileCache::default_dir() {
+    if let Some(cache) = compile_cache {
         guarded.push((
             "the compile cache (native code Warden runs)".into(),
-            resolved(&cache),
+            resolved(cache),
         ));
     }
     for (name, source) in &config.sources {
-        let (SourceKind::Dir, Some(path)) = (source.kind, &source.path) else {
+        let SourceConfig::Dir(dir) = source else {
             continue;
         };
-        let dir = resolved(&config.resolve(path));
+        let dir = resolved(&config.resolve(&dir.path));
         for (what, place) in &guarded {
             if *place == dir || !place.starts_with(&dir) {
                 continue;

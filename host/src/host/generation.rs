@@ -177,7 +177,6 @@ async fn load(
 /// The strictest limits among the agents that may call `plugin`, so that a plugin cannot spend
 /// more listing its tools than any call of it may. With no such agent, the defaults.
 fn strictest_limits(config: &WardenConfig, plugin: &str) -> AgentLimits {
-    let prefix = format!("{plugin}/");
     let mut strictest = AgentLimits::default();
     let lower = |slot: &mut Option<u64>, value: Option<u64>| {
         if let Some(v) = value {
@@ -185,7 +184,7 @@ fn strictest_limits(config: &WardenConfig, plugin: &str) -> AgentLimits {
         }
     };
     for agent in config.agents.values() {
-        if !agent.tools.iter().any(|t| t.starts_with(&prefix)) {
+        if !agent.tools.iter().any(|t| t.plugin == plugin) {
             continue;
         }
         lower(&mut strictest.call_timeout_ms, agent.limits.call_timeout_ms);

@@ -266,6 +266,7 @@ impl WardenHost {
                 if let Err(denial) =
                     check_tool(config, &identity.agent, &request.plugin, &request.tool)
                 {
+                    let denial = denial.to_string();
                     deny_tool(grants, &identity, &request.plugin, &request.tool, &denial);
                     return Err(CallError::new(ErrorKind::Denied, denial));
                 }

@@ -45,7 +45,30 @@ pub use types::{
     ToolDefinition, Usage,
 };
 
-use crate::config::ModelConfig;
+use crate::config::{ConfigProblem, ConfigProblems, ModelConfig, WardenConfig};
+
+/// Checks every `[models.ALIAS]` as the router will use it (see [`check_alias`]): what
+/// `warden config check` and start-up run before any model is reached. Every problem is
+/// returned, each at its key.
+pub fn configure(config: &WardenConfig) -> Result<(), ConfigProblems> {
+    let problems: Vec<ConfigProblem> = config
+        .models
+        .iter()
+        .flat_map(|(name, alias)| {
+            check_alias(alias)
+                .into_iter()
+                .map(move |(field, message)| ConfigProblem {
+                    key: format!("models.{name}.{field}"),
+                    message,
+                })
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigProblems(problems))
+    }
+}
 
 /// Checks the keys of one `[models.ALIAS]` that the backends need: the problems, each with the
 /// field it is at (the config check adds the section).
@@ -66,13 +89,27 @@ pub fn check_alias(alias: &ModelConfig) -> Vec<(String, String)> {
             )),
         }
     }
-    if let Some(var) = &alias.api_key_env
-        && std::env::var_os(var).is_none()
-    {
-        problems.push((
-            "api_key_env".into(),
-            format!("the environment variable `{var}` is not set"),
-        ));
+    if let Some(var) = &alias.api_key_env {
+        match std::env::var(var) {
+            Err(_) => problems.push((
+                "api_key_env".into(),
+                format!("the environment variable `{var}` is not set"),
+            )),
+            // The key goes into a header (`Authorization: Bearer KEY`, `x-api-key: KEY`), where
+            // a stray newline from `echo` would refuse every request: say so now, never the key.
+            Ok(key)
+                if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err() =>
+            {
+                problems.push((
+                    "api_key_env".into(),
+                    format!(
+                        "the value of `{var}` cannot be sent in a header (a line break or another \
+                         control character?); set it to the key alone"
+                    ),
+                ))
+            }
+            Ok(_) => {}
+        }
     }
     for (name, value) in &alias.headers {
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -84,7 +121,16 @@ pub fn check_alias(alias: &ModelConfig) -> Vec<(String, String)> {
         }
         match router::resolve_header(value) {
             Err(e) => problems.push((format!("headers.{name}"), e)),
-            Ok((_, true)) => {}
+            Ok((resolved, true)) => {
+                if reqwest::header::HeaderValue::from_str(&resolved).is_err() {
+                    problems.push((
+                        format!("headers.{name}"),
+                        "the value of its environment variable is not a valid header value (a \
+                         line break or another control character?)"
+                            .into(),
+                    ));
+                }
+            }
             Ok((literal, false)) => {
                 if reqwest::header::HeaderValue::from_str(&literal).is_err() {
                     problems.push((

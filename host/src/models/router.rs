@@ -51,7 +51,7 @@ pub trait ModelGrants: Sync {
 
 impl ModelGrants for CallRights {
     fn check_model(&self, alias: &str) -> Result<(), String> {
-        CallRights::check_model(self, alias)
+        CallRights::check_model(self, alias).map_err(|denial| denial.to_string())
     }
 }
 

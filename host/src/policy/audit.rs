@@ -945,7 +945,7 @@ mod tests {
         let key = AuditKey::from_config(&config).unwrap().unwrap();
         assert_eq!(&*key.0, "k".repeat(32).as_bytes());
         std::fs::write(dir.path().join("audit.key"), "k".repeat(31)).unwrap();
-        let err = WardenConfig::parse(text, dir.path())
+        let err = crate::capabilities::check::parse(text, dir.path())
             .unwrap_err()
             .to_string();
         assert!(

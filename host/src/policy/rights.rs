@@ -3,10 +3,67 @@
 //! capability and the grant that would allow it, in words an operator can act on.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
-use super::grants::{Access, AgentGrant, MaxClass, MaxGrant, parse_agent_grant, parse_max_grant};
+use super::grants::{Access, AgentGrant, MaxClass, MaxGrant};
 use crate::config::{SourceKind, WardenConfig};
+
+/// What a denial refused: the use of a capability, or a call of a tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// A source, model alias or memory namespace of this class.
+    Capability(MaxClass),
+    /// A tool the agent may not call.
+    Tool,
+}
+
+/// The entry an operator adds to allow what was denied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WouldAllow {
+    /// The list it goes in, e.g. `agents.support.grants` or `plugins.files.max`.
+    pub key: String,
+    /// The entry, as written there, e.g. `handbook:ro` or `dir:handbook:ro`.
+    pub entry: String,
+}
+
+/// A refusal: what was refused, of which target, the grant that would allow it when one would,
+/// and the words an operator reads (its `Display`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// What was refused.
+    pub what: Denied,
+    /// The source, alias or namespace, or `PLUGIN/TOOL`.
+    pub target: String,
+    /// The grant that would allow it; `None` when no grant would (an unconfigured source, an
+    /// unknown agent), or when it is not one entry (a call without a config).
+    pub would_allow: Option<WouldAllow>,
+    message: String,
+}
+
+impl Denial {
+    fn new(what: Denied, target: &str, would_allow: Option<WouldAllow>, message: String) -> Self {
+        Denial {
+            what,
+            target: target.to_string(),
+            would_allow,
+            message,
+        }
+    }
+
+    /// What the operator reads.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Denial {}
 
 /// What one call of one plugin, on behalf of one agent, may use.
 #[derive(Debug, Clone, Default)]
@@ -33,41 +90,33 @@ impl CallRights {
         }
     }
 
-    /// The rights of `plugin` called for `agent` under `config`. The names must exist in the
-    /// config (the config check guarantees grants and max entries parse).
+    /// The rights of `plugin` called for `agent` under `config`. A name the config does not
+    /// have grants nothing. Grants and max entries were parsed when the config loaded.
     pub fn for_call(config: &Arc<WardenConfig>, plugin: &str, agent: &str) -> Self {
-        let max: Vec<MaxGrant> = config
+        let max: &[MaxGrant] = config
             .plugins
             .get(plugin)
-            .map(|p| {
-                p.max
-                    .iter()
-                    .filter_map(|m| parse_max_grant(m).ok())
-                    .collect()
-            })
+            .map(|p| p.max.as_slice())
             .unwrap_or_default();
-        let grants: Vec<AgentGrant> = config
+        let grants: &[AgentGrant] = config
             .agents
             .get(agent)
-            .map(|a| {
-                a.grants
-                    .iter()
-                    .filter_map(|g| parse_agent_grant(g).ok())
-                    .collect()
-            })
+            .map(|a| a.grants.as_slice())
             .unwrap_or_default();
         let mut granted = BTreeMap::new();
         for grant in grants {
             let (class, name, wanted) = match grant {
                 AgentGrant::Source { name, access } => {
-                    let Some(source) = config.sources.get(&name) else {
+                    let Some(source) = config.sources.get(name) else {
                         continue;
                     };
-                    let class = source_class(source.kind);
-                    (class, name, access.unwrap_or(Access::ReadOnly))
+                    let class = source_class(source.kind());
+                    (class, name.clone(), access.unwrap_or(Access::ReadOnly))
                 }
-                AgentGrant::Model(alias) => (MaxClass::Model, alias, Access::ReadWrite),
-                AgentGrant::Memory { namespace, access } => (MaxClass::Memory, namespace, access),
+                AgentGrant::Model(alias) => (MaxClass::Model, alias.clone(), Access::ReadWrite),
+                AgentGrant::Memory { namespace, access } => {
+                    (MaxClass::Memory, namespace.clone(), *access)
+                }
             };
             let allowed = max.iter().filter_map(|m| m.covers(class, &name)).max();
             if let Some(allowed) = allowed {
@@ -111,31 +160,31 @@ impl CallRights {
     }
 
     /// May this call use SQL source `source` (for writing, if `write`)?
-    pub fn check_sql(&self, source: &str, write: bool) -> Result<Access, String> {
+    pub fn check_sql(&self, source: &str, write: bool) -> Result<Access, Denial> {
         self.check(MaxClass::Sql, source, write)
     }
 
     /// May this call use directory source `source` (for writing, if `write`)?
-    pub fn check_dir(&self, source: &str, write: bool) -> Result<Access, String> {
+    pub fn check_dir(&self, source: &str, write: bool) -> Result<Access, Denial> {
         self.check(MaxClass::Dir, source, write)
     }
 
     /// May this call send requests through HTTP source `source`?
-    pub fn check_http(&self, source: &str) -> Result<(), String> {
+    pub fn check_http(&self, source: &str) -> Result<(), Denial> {
         self.check(MaxClass::Http, source, false).map(|_| ())
     }
 
     /// May this call use model alias `alias`?
-    pub fn check_model(&self, alias: &str) -> Result<(), String> {
+    pub fn check_model(&self, alias: &str) -> Result<(), Denial> {
         self.check(MaxClass::Model, alias, false).map(|_| ())
     }
 
     /// May this call use memory namespace `namespace` (for writing, if `write`)?
-    pub fn check_memory(&self, namespace: &str, write: bool) -> Result<Access, String> {
+    pub fn check_memory(&self, namespace: &str, write: bool) -> Result<Access, Denial> {
         self.check(MaxClass::Memory, namespace, write)
     }
 
-    fn check(&self, class: MaxClass, name: &str, write: bool) -> Result<Access, String> {
+    fn check(&self, class: MaxClass, name: &str, write: bool) -> Result<Access, Denial> {
         match self.granted.get(&(key(class), name.to_string())) {
             Some(&access) if !write || access == Access::ReadWrite => Ok(access),
             _ => Err(self.explain(class, name, write)),
@@ -143,14 +192,20 @@ impl CallRights {
     }
 
     /// Says why `name` of `class` is not allowed, and what grant would allow it.
-    fn explain(&self, class: MaxClass, name: &str, write: bool) -> String {
+    fn explain(&self, class: MaxClass, name: &str, write: bool) -> Denial {
         let what = describe(class, name);
         let mode = if write { "rw" } else { "ro" };
+        let denial = |would_allow: Option<WouldAllow>, message: String| {
+            Denial::new(Denied::Capability(class), name, would_allow, message)
+        };
         let (Some(config), Some(agent)) = (&self.config, &self.agent) else {
             let grant = agent_grant_text(class, name, mode);
-            return format!(
-                "{what} is not granted: this call runs without a config, which grants nothing; run it \
-                 with `--config warden.toml --agent NAME` for an agent whose grants include `{grant}`"
+            return denial(
+                None,
+                format!(
+                    "{what} is not granted: this call runs without a config, which grants nothing; run it \
+                     with `--config warden.toml --agent NAME` for an agent whose grants include `{grant}`"
+                ),
             );
         };
         if matches!(class, MaxClass::Dir | MaxClass::Sql | MaxClass::Http) {
@@ -159,24 +214,30 @@ impl CallRights {
                     let known: Vec<&str> = config
                         .sources
                         .iter()
-                        .filter(|(_, s)| source_class(s.kind) == class)
+                        .filter(|(_, s)| source_class(s.kind()) == class)
                         .map(|(n, _)| n.as_str())
                         .collect();
-                    return format!(
-                        "{what} is not configured; the {} sources in the config are: {}",
-                        class.prefix(),
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
+                    return denial(
+                        None,
+                        format!(
+                            "{what} is not configured; the {} sources in the config are: {}",
+                            class.prefix(),
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
                     );
                 }
-                Some(source) if source_class(source.kind) != class => {
-                    return format!(
-                        "source `{name}` is a {:?} source, not a {} source",
-                        source.kind,
-                        class.prefix()
+                Some(source) if source_class(source.kind()) != class => {
+                    return denial(
+                        None,
+                        format!(
+                            "source `{name}` is a {:?} source, not a {} source",
+                            source.kind(),
+                            class.prefix()
+                        ),
                     );
                 }
                 Some(_) => {}
@@ -184,9 +245,12 @@ impl CallRights {
         }
         if class == MaxClass::Model && !config.models.contains_key(name) {
             let known: Vec<&str> = config.models.keys().map(String::as_str).collect();
-            return format!(
-                "model alias `{name}` is not configured; the aliases are: {}",
-                known.join(", ")
+            return denial(
+                None,
+                format!(
+                    "model alias `{name}` is not configured; the aliases are: {}",
+                    known.join(", ")
+                ),
             );
         }
         let agent_grant = config
@@ -194,20 +258,31 @@ impl CallRights {
             .get(agent)
             .into_iter()
             .flat_map(|a| a.grants.iter())
-            .filter_map(|g| parse_agent_grant(g).ok())
-            .filter_map(|g| agent_grant_access(&g, class, name))
+            .filter_map(|g| agent_grant_access(g, class, name))
             .max();
         let wanted = agent_grant_text(class, name, mode);
+        let in_grants = || {
+            Some(WouldAllow {
+                key: format!("agents.{agent}.grants"),
+                entry: wanted.clone(),
+            })
+        };
         match agent_grant {
             None => {
-                return format!(
-                    "{what} is not granted to agent `{agent}`; an operator allows it by adding \"{wanted}\" \
-                     to agents.{agent}.grants"
+                return denial(
+                    in_grants(),
+                    format!(
+                        "{what} is not granted to agent `{agent}`; an operator allows it by adding \"{wanted}\" \
+                         to agents.{agent}.grants"
+                    ),
                 );
             }
             Some(Access::ReadOnly) if write => {
-                return format!(
-                    "{what} is granted read-only to agent `{agent}`; writing needs \"{wanted}\" in agents.{agent}.grants"
+                return denial(
+                    in_grants(),
+                    format!(
+                        "{what} is granted read-only to agent `{agent}`; writing needs \"{wanted}\" in agents.{agent}.grants"
+                    ),
                 );
             }
             Some(_) => {}
@@ -222,45 +297,59 @@ impl CallRights {
                 Access::ReadOnly
             },
         };
-        format!(
-            "plugin `{plugin}` may not use {what}{}: its most allowed uses (plugins.{plugin}.max) do not \
-             include it; an operator allows it by adding \"{max_wanted}\" to plugins.{plugin}.max",
-            if write { " for writing" } else { "" }
+        denial(
+            Some(WouldAllow {
+                key: format!("plugins.{plugin}.max"),
+                entry: max_wanted.to_string(),
+            }),
+            format!(
+                "plugin `{plugin}` may not use {what}{}: its most allowed uses (plugins.{plugin}.max) do not \
+                 include it; an operator allows it by adding \"{max_wanted}\" to plugins.{plugin}.max",
+                if write { " for writing" } else { "" }
+            ),
         )
     }
 }
 
 /// May `agent` call `plugin/tool`? Its `tools` list names what it may call, with a `*` wildcard
 /// for a whole plugin (`files/*`). A bare `*` (every tool of every plugin, later ones included)
-/// is refused here as in the config check: an agent's tools are named, plugin by plugin.
+/// never loads (see [`crate::config::grants::parse_tool_grant`]): an agent's tools are named,
+/// plugin by plugin.
 pub fn check_tool(
     config: &WardenConfig,
     agent: &str,
     plugin: &str,
     tool: &str,
-) -> Result<(), String> {
+) -> Result<(), Denial> {
+    let target = format!("{plugin}/{tool}");
     let Some(agent_config) = config.agents.get(agent) else {
         let known: Vec<&str> = config.agents.keys().map(String::as_str).collect();
-        return Err(format!(
-            "there is no agent `{agent}` in the config; the agents are: {}",
-            known.join(", ")
+        return Err(Denial::new(
+            Denied::Tool,
+            &target,
+            None,
+            format!(
+                "there is no agent `{agent}` in the config; the agents are: {}",
+                known.join(", ")
+            ),
         ));
     };
-    let allowed = agent_config
-        .tools
-        .iter()
-        .any(|pattern| match pattern.split_once('/') {
-            Some((p, t)) => p == plugin && (t == "*" || t == tool),
-            None => false,
-        });
-    if allowed {
-        Ok(())
-    } else {
-        Err(format!(
+    if agent_config.tools.iter().any(|t| t.allows(plugin, tool)) {
+        return Ok(());
+    }
+    let would_allow = WouldAllow {
+        key: format!("agents.{agent}.tools"),
+        entry: target.clone(),
+    };
+    Err(Denial::new(
+        Denied::Tool,
+        &target,
+        Some(would_allow),
+        format!(
             "agent `{agent}` may not call `{plugin}/{tool}`; an operator allows it by adding \"{plugin}/{tool}\" \
              (or \"{plugin}/*\") to agents.{agent}.tools"
-        ))
-    }
+        ),
+    ))
 }
 
 fn class_of(k: MaxClassKey) -> MaxClass {
@@ -353,6 +442,7 @@ mod tests {
             rights
                 .check_dir("handbook", true)
                 .unwrap_err()
+                .to_string()
                 .contains("plugins.files.max")
         );
     }
@@ -360,7 +450,7 @@ mod tests {
     #[test]
     fn not_granted_names_the_agent_grant() {
         let rights = CallRights::for_call(&config(), "files", "support");
-        let err = rights.check_dir("other", false).unwrap_err();
+        let err = rights.check_dir("other", false).unwrap_err().to_string();
         assert!(
             err.contains("\"other:ro\"") && err.contains("agents.support.grants"),
             "{err}"
@@ -370,7 +460,7 @@ mod tests {
     #[test]
     fn not_configured_lists_the_sources() {
         let rights = CallRights::for_call(&config(), "sql", "support");
-        let err = rights.check_sql("nope", false).unwrap_err();
+        let err = rights.check_sql("nope", false).unwrap_err().to_string();
         assert!(
             err.contains("not configured") && err.contains("crm"),
             "{err}"
@@ -381,7 +471,7 @@ mod tests {
     fn read_only_grant_refuses_writes() {
         let rights = CallRights::for_call(&config(), "sql", "support");
         assert_eq!(rights.check_sql("crm", false), Ok(Access::ReadOnly));
-        let err = rights.check_sql("crm", true).unwrap_err();
+        let err = rights.check_sql("crm", true).unwrap_err().to_string();
         assert!(
             err.contains("read-only") && err.contains("\"crm:rw\""),
             "{err}"
@@ -391,7 +481,7 @@ mod tests {
     #[test]
     fn out_of_the_plugins_scope_names_the_max() {
         let rights = CallRights::for_call(&config(), "files", "support");
-        let err = rights.check_sql("crm", false).unwrap_err();
+        let err = rights.check_sql("crm", false).unwrap_err().to_string();
         assert!(
             err.contains("plugins.files.max") && err.contains("sql:crm:ro"),
             "{err}"
@@ -401,15 +491,19 @@ mod tests {
     #[test]
     fn agents_call_only_their_tools() {
         let mut config = (*config()).clone();
-        config.agents.get_mut("support").unwrap().tools =
-            vec!["files/*".into(), "sql/query".into()];
+        config.agents.get_mut("support").unwrap().tools = ["files/*", "sql/query"]
+            .map(|t| crate::config::grants::parse_tool_grant(t).unwrap())
+            .to_vec();
         assert!(check_tool(&config, "support", "files", "read").is_ok());
         assert!(check_tool(&config, "support", "sql", "query").is_ok());
-        let err = check_tool(&config, "support", "sql", "tables").unwrap_err();
+        let err = check_tool(&config, "support", "sql", "tables")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("agents.support.tools"), "{err}");
         assert!(
             check_tool(&config, "nobody", "sql", "query")
                 .unwrap_err()
+                .to_string()
                 .contains("support")
         );
     }
@@ -418,16 +512,57 @@ mod tests {
     fn no_config_grants_nothing() {
         let err = CallRights::none("files")
             .check_dir("handbook", false)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--config"), "{err}");
     }
 
     #[test]
     fn a_bare_star_allows_no_tool() {
-        let mut config = (*config()).clone();
-        config.agents.get_mut("support").unwrap().tools = vec!["*".into()];
+        // A bare `*` does not load at all, so an agent that wrote one has no tools.
+        let text = r#"
+            [plugins.files]
+            path = "Cargo.toml"
+            [agents.support]
+            tools = ["*"]
+        "#;
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (config, problems) = WardenConfig::parse_unchecked(text, base).unwrap();
+        assert!(
+            problems.len() == 1 && problems[0].key == "agents.support.tools[0]",
+            "{problems:?}"
+        );
         let err = check_tool(&config, "support", "files", "read").unwrap_err();
-        assert!(err.contains("\"files/*\""), "{err}");
+        assert!(err.to_string().contains("\"files/*\""), "{err}");
+        assert_eq!(err.what, Denied::Tool);
+        assert_eq!(
+            err.would_allow.map(|w| (w.key, w.entry)),
+            Some(("agents.support.tools".into(), "files/read".into()))
+        );
+    }
+
+    #[test]
+    fn a_denial_names_its_target_and_the_grant_that_would_allow_it() {
+        let rights = CallRights::for_call(&config(), "files", "support");
+        let err = rights.check_dir("other", false).unwrap_err();
+        assert_eq!(err.what, Denied::Capability(MaxClass::Dir));
+        assert_eq!(err.target, "other");
+        let allow = err.would_allow.clone().unwrap();
+        assert_eq!(
+            (allow.key.as_str(), allow.entry.as_str()),
+            ("agents.support.grants", "other:ro")
+        );
+        let err = rights.check_dir("handbook", true).unwrap_err();
+        let allow = err.would_allow.clone().unwrap();
+        assert_eq!(
+            (allow.key.as_str(), allow.entry.as_str()),
+            ("plugins.files.max", "dir:handbook:rw")
+        );
+        let err = rights.check_sql("nope", false).unwrap_err();
+        assert_eq!(
+            err.would_allow, None,
+            "no grant allows an unconfigured source"
+        );
     }
 
     #[test]
@@ -453,6 +588,7 @@ mod tests {
             rights
                 .check_sql("crm", true)
                 .unwrap_err()
+                .to_string()
                 .contains("read-only")
         );
         assert_eq!(rights.check_dir("handbook", false), Ok(Access::ReadOnly));
@@ -481,13 +617,19 @@ mod tests {
         assert_eq!(rights.check_memory("notes", true), Ok(Access::ReadWrite));
         // The plugin's max caps the agent's rw grant at ro.
         assert_eq!(rights.check_memory("shared", false), Ok(Access::ReadOnly));
-        let err = rights.check_memory("shared", true).unwrap_err();
+        let err = rights.check_memory("shared", true).unwrap_err().to_string();
         assert!(err.contains("plugins.notes.max"), "{err}");
         // Granted to the agent, but outside the plugin's max.
-        let err = rights.check_memory("drafts", false).unwrap_err();
+        let err = rights
+            .check_memory("drafts", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("plugins.notes.max"), "{err}");
         // In neither.
-        let err = rights.check_memory("payroll", false).unwrap_err();
+        let err = rights
+            .check_memory("payroll", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"memory:payroll:ro\""), "{err}");
         // Another plugin with the same agent gets none of it.
         let other = CallRights::for_call(&config, "other", "support");

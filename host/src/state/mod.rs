@@ -15,37 +15,8 @@ use rusqlite::{Connection, OpenFlags};
 /// be let a locked store eat a whole call's time.
 pub const BUSY_TIMEOUT_MS: u64 = 500;
 
-/// Where state is kept, parsed from `[state] url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StateUrl {
-    /// `sqlite://PATH`, relative to the config's folder.
-    Sqlite(PathBuf),
-    /// `postgres://…`.
-    Postgres(String),
-}
-
-impl StateUrl {
-    /// Parses a state URL; relative SQLite paths resolve against `base_dir`.
-    pub fn parse(url: &str, base_dir: &Path) -> Result<StateUrl, String> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err("`sqlite://` needs a path, e.g. sqlite://.warden/state.db".into());
-            }
-            let path = Path::new(path);
-            return Ok(StateUrl::Sqlite(if path.is_absolute() {
-                path.to_path_buf()
-            } else {
-                base_dir.join(path)
-            }));
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(StateUrl::Postgres(url.to_string()));
-        }
-        Err(format!(
-            "`{url}` is not a state URL; write sqlite://PATH (the default) or postgres://…"
-        ))
-    }
-}
+/// Where state is kept: parsed with the config, whose data it is.
+pub use crate::config::StateUrl;
 
 /// An open state store, shared by every part of the host.
 #[derive(Clone)]

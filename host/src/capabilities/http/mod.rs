@@ -5,7 +5,8 @@
 //!   plugin cannot serve HTTP).
 //! - **configure** ([`HttpSources::configure`]): each source's allowlist is parsed
 //!   ([`AllowPattern`]), its `env:NAME` header values are read from the host's environment, and
-//!   its limits are fixed.
+//!   its limits are fixed. `warden config check` runs this same step, so it refuses whatever
+//!   start-up would, each problem at its key.
 //! - **per call** ([`CallHttp`]): a `wasi:http` context whose one choke point, the `send_request`
 //!   hook (see [`send`]), checks every request against the call's granted sources, adds the
 //!   source's headers, resolves and checks the address, sends it, limits the response and writes
@@ -38,7 +39,7 @@ pub use address::AddressClass;
 pub use allowlist::{AllowPattern, RequestTarget, Scheme, has_dot_segments};
 
 use crate::capabilities::AuditFailure;
-use crate::config::{SourceKind, WardenConfig};
+use crate::config::{ConfigProblem, ConfigProblems, HttpSourceConfig, SourceConfig, WardenConfig};
 use crate::policy::CallRights;
 use crate::sandbox::CallState;
 
@@ -98,46 +99,85 @@ pub struct HttpSource {
 }
 
 impl HttpSource {
-    fn configure(name: &str, config: &crate::config::SourceConfig) -> Result<HttpSource, String> {
+    /// Prepares one source; every problem is added to `problems`, each at its key.
+    fn configure(
+        name: &str,
+        config: &HttpSourceConfig,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> Option<HttpSource> {
         let key = format!("sources.{name}");
-        let allow = config
-            .allow
-            .iter()
-            .enumerate()
-            .map(|(i, p)| AllowPattern::parse(p).map_err(|e| format!("{key}.allow[{i}]: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let before = problems.len();
+        let mut problem =
+            |key: String, message: String| problems.push(ConfigProblem { key, message });
+        if config.allow.is_empty() {
+            problem(
+                format!("{key}.allow"),
+                "an http source needs `allow`, e.g. [\"https://api.example.com/v2/*\"]".into(),
+            );
+        }
+        let mut allow = Vec::with_capacity(config.allow.len());
+        for (i, pattern) in config.allow.iter().enumerate() {
+            match AllowPattern::parse(pattern) {
+                Ok(p) => allow.push(p),
+                Err(e) => problem(format!("{key}.allow[{i}]"), e),
+            }
+        }
         let mut headers = Vec::with_capacity(config.headers.len());
         let mut secrets: Vec<Vec<u8>> = Vec::new();
         for (header, value) in &config.headers {
             let at = format!("{key}.headers.{header}");
-            let name = HeaderName::try_from(header.as_str())
-                .map_err(|_| format!("{at}: `{header}` is not a valid header name"))?;
-            let text = match value.strip_prefix("env:") {
-                Some(var) => {
-                    let text = std::env::var(var).map_err(|_| {
-                        format!("{at}: the environment variable `{var}` is not set")
-                    })?;
-                    secrets.extend(secret_parts(&text));
-                    text
-                }
-                None => value.clone(),
+            let Ok(name) = HeaderName::try_from(header.as_str()) else {
+                problem(at, format!("`{header}` is not a valid header name"));
+                continue;
             };
-            let mut value = HeaderValue::try_from(text)
-                .map_err(|_| format!("{at}: the value is not a valid header value"))?;
+            let (text, from_env) = match value.strip_prefix("env:") {
+                Some(var) => match std::env::var(var) {
+                    Ok(text) => (text, true),
+                    Err(_) => {
+                        problem(at, format!("the environment variable `{var}` is not set"));
+                        continue;
+                    }
+                },
+                None => (value.clone(), false),
+            };
+            let Ok(mut value) = HeaderValue::try_from(text.as_str()) else {
+                // Never the value itself: it may be a secret.
+                problem(
+                    at,
+                    if from_env {
+                        "the value of its environment variable is not a valid header value (a \
+                         line break or another control character?)"
+                            .into()
+                    } else {
+                        "the value is not a valid header value".into()
+                    },
+                );
+                continue;
+            };
+            if from_env {
+                secrets.extend(secret_parts(&text));
+            }
             value.set_sensitive(true);
             headers.push((name, value));
         }
-        Ok(HttpSource {
+        let methods = parse_methods(config.methods.as_deref())
+            .map_err(|e| problem(format!("{key}.methods"), e))
+            .unwrap_or_default();
+        let max_requests = check_max_requests(config.max_requests)
+            .map_err(|e| problem(format!("{key}.max_requests"), e))
+            .unwrap_or_default();
+        if problems.len() > before {
+            return None;
+        }
+        Some(HttpSource {
             name: name.to_string(),
             allow,
             headers,
             allow_private_addresses: config.allow_private_addresses,
             max_bytes: config.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
             timeout: Duration::from_millis(config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1)),
-            methods: parse_methods(config.methods.as_deref())
-                .map_err(|e| format!("{key}.methods: {e}"))?,
-            max_requests: check_max_requests(config.max_requests)
-                .map_err(|e| format!("{key}.max_requests: {e}"))?,
+            methods,
+            max_requests,
             secrets: secrets.into(),
         })
     }
@@ -161,14 +201,21 @@ pub struct HttpSources {
 
 impl HttpSources {
     /// Prepares the configured `http` sources: parses their allowlists and reads their header
-    /// values from the environment, so a plugin's request never touches the environment.
-    pub fn configure(config: &WardenConfig) -> Result<HttpSources, String> {
-        let sources = config
+    /// values from the environment, so a plugin's request never touches the environment. The
+    /// problems are every one found, each at its key.
+    pub fn configure(config: &WardenConfig) -> Result<HttpSources, ConfigProblems> {
+        let mut problems = Vec::new();
+        let sources: Vec<HttpSource> = config
             .sources
             .iter()
-            .filter(|(_, s)| s.kind == SourceKind::Http)
-            .map(|(name, s)| HttpSource::configure(name, s))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|(name, s)| match s {
+                SourceConfig::Http(http) => HttpSource::configure(name, http, &mut problems),
+                _ => None,
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(ConfigProblems(problems));
+        }
         Ok(HttpSources {
             sources,
             resolver: Resolver::default(),
@@ -208,7 +255,11 @@ impl HttpSources {
             return Ok(source);
         }
         if let Some((source, pattern)) = matching.first() {
-            let denial = rights.check_http(&source.name).err().unwrap_or_default();
+            let denial = rights
+                .check_http(&source.name)
+                .err()
+                .map(|d| d.to_string())
+                .unwrap_or_default();
             return Err(format!(
                 "`{url}` is allowed by `{pattern}` of sources.{}.allow, but {denial}",
                 source.name
@@ -538,9 +589,17 @@ mod tests {
         assert!(err.contains("granted no http source"), "{err}");
     }
 
+    /// The source configured from `text`, or its problems, one `key: message` a line.
     fn source(text: &str) -> Result<HttpSource, String> {
-        let config: crate::config::SourceConfig = toml::from_str(text).expect("source config");
-        HttpSource::configure("api", &config)
+        let config: SourceConfig = toml::from_str(text).expect("source config");
+        let SourceConfig::Http(config) = config else {
+            panic!("not an http source: {text}");
+        };
+        let mut problems = Vec::new();
+        HttpSource::configure("api", &config, &mut problems).ok_or_else(|| {
+            let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            lines.join("\n")
+        })
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! - **configure** ([`SqlSources::configure`]): every `sqlite` and `postgres` source gets a
 //!   connection pool, built once and shared by all calls. A PostgreSQL URL (with its password) is
 //!   read from the environment variable named by `url_env` and stays in the host. Pools connect
-//!   lazily, so a database that is down does not stop the host: its queries fail clearly.
+//!   lazily, so a database that is down does not stop the host: its queries fail clearly. The
+//!   same step is what `warden config check` runs for these sources, so the check refuses
+//!   whatever start-up would (a missing file, an unset variable, a malformed URL).
 //! - **open** (per call): the call's effective right is checked, and the plugin gets a handle
 //!   (a `SqlHandle` in the call's resource table) that names the source, never a connection.
 //! - **query / execute**: each runs on a pooled connection for that one statement.
@@ -35,7 +37,7 @@ use wasmtime::component::Resource;
 use wasmtime_wasi::WasiView;
 
 use crate::bindings::data::{DataError, Host, HostSql, QueryResult, Sql, SqlValue};
-use crate::config::{SourceKind, WardenConfig};
+use crate::config::{ConfigProblem, ConfigProblems, SourceConfig, WardenConfig};
 use crate::policy::Outcome;
 use crate::sandbox::CallState;
 
@@ -70,45 +72,53 @@ impl std::fmt::Debug for SqlSources {
 }
 
 impl SqlSources {
-    /// Prepares a pool for every `sqlite` and `postgres` source. Nothing connects yet; an error
-    /// here is a configuration problem (an unset variable, a malformed URL), named by its key.
-    pub fn configure(config: &WardenConfig) -> Result<SqlSources, String> {
+    /// Prepares a pool for every `sqlite` and `postgres` source. Nothing connects yet; the
+    /// problems are configuration problems (a missing database file, an unset variable, a
+    /// malformed URL), every one of them, each at its key.
+    pub fn configure(config: &WardenConfig) -> Result<SqlSources, ConfigProblems> {
         let mut sources = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, source) in &config.sources {
-            let limits = SqlLimits {
-                max_rows: source.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
-                max_bytes: source.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
-                // 0 would mean no timeout at all to PostgreSQL: the shortest is 1 ms.
-                timeout: Duration::from_millis(
-                    source.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1),
-                ),
+            let (max_rows, max_bytes, timeout_ms) = match source {
+                SourceConfig::Sqlite(s) => (s.max_rows, s.max_bytes, s.timeout_ms),
+                SourceConfig::Postgres(s) => (s.max_rows, s.max_bytes, s.timeout_ms),
+                SourceConfig::Dir(_) | SourceConfig::Http(_) => continue,
             };
-            let backend = match source.kind {
-                SourceKind::Sqlite => {
-                    let Some(path) = &source.path else {
-                        problems.push(format!(
-                            "sources.{name}.path: a sqlite source needs the database file"
-                        ));
+            let limits = SqlLimits {
+                max_rows: max_rows.unwrap_or(DEFAULT_MAX_ROWS),
+                max_bytes: max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
+                // 0 would mean no timeout at all to PostgreSQL: the shortest is 1 ms.
+                timeout: Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1)),
+            };
+            let backend = match source {
+                SourceConfig::Sqlite(s) => {
+                    let path = config.resolve(&s.path);
+                    if !path.is_file() {
+                        problems.push(ConfigProblem {
+                            key: format!("sources.{name}.path"),
+                            message: format!(
+                                "`{}` does not exist; create the database first",
+                                path.display()
+                            ),
+                        });
                         continue;
-                    };
-                    Backend::Sqlite(sqlite::SqlitePool::new(config.resolve(path), limits))
+                    }
+                    Backend::Sqlite(sqlite::SqlitePool::new(path, limits))
                 }
-                SourceKind::Postgres => {
-                    let pool_size = source.pool_size.unwrap_or(DEFAULT_POOL_SIZE).max(1);
-                    match postgres::PostgresPool::configure(
-                        source.url_env.as_deref(),
-                        pool_size,
-                        limits,
-                    ) {
+                SourceConfig::Postgres(s) => {
+                    let pool_size = s.pool_size.unwrap_or(DEFAULT_POOL_SIZE).max(1);
+                    match postgres::PostgresPool::configure(&s.url_env, pool_size, limits) {
                         Ok(pool) => Backend::Postgres(pool),
                         Err(problem) => {
-                            problems.push(format!("sources.{name}.url_env: {problem}"));
+                            problems.push(ConfigProblem {
+                                key: format!("sources.{name}.url_env"),
+                                message: problem,
+                            });
                             continue;
                         }
                     }
                 }
-                SourceKind::Dir | SourceKind::Http => continue,
+                SourceConfig::Dir(_) | SourceConfig::Http(_) => continue,
             };
             let source = SqlSource {
                 name: name.clone(),
@@ -119,7 +129,7 @@ impl SqlSources {
         if problems.is_empty() {
             Ok(SqlSources { sources })
         } else {
-            Err(problems.join("\n"))
+            Err(ConfigProblems(problems))
         }
     }
 
@@ -127,6 +137,15 @@ impl SqlSources {
     fn get(&self, name: &str) -> Option<Arc<SqlSource>> {
         self.sources.get(name).cloned()
     }
+}
+
+/// Checks that `url` is a PostgreSQL URL or connection string as the host's client reads it
+/// (for `[state] url`, whose store speaks the same protocol). The error says what is wrong
+/// without quoting the URL, which may hold a password.
+pub fn check_postgres_url(url: &str) -> Result<(), String> {
+    postgres::parse_url(url)
+        .map(|_| ())
+        .map_err(|e| format!("not a PostgreSQL URL or connection string: {e}"))
 }
 
 /// The limits of one source, from its config or the defaults.
@@ -309,7 +328,7 @@ impl HostSql for CallState {
         let access = match self.grants.rights.check_sql(&source, false) {
             Ok(access) => access,
             Err(denial) => {
-                let error = DataError::Denied(denial);
+                let error = DataError::Denied(denial.to_string());
                 return Ok(Err(self.audit_error(&source, "open", error)));
             }
         };
@@ -370,7 +389,7 @@ impl HostSql for CallState {
         let what = format!("execute: {}", audited_statement(&statement));
         // Checked at each write, not at open: any granted source opens, for reading.
         if let Err(denial) = self.grants.rights.check_sql(&source.name, true) {
-            let error = DataError::Denied(denial);
+            let error = DataError::Denied(denial.to_string());
             return Ok(Err(self.audit_error(&source.name, &what, error)));
         }
         if let Err(error) = self.audit_before(&source.name, &what) {

@@ -46,6 +46,12 @@ const FETCH_BATCH: i32 = 1;
 /// How long past the statement timeout the host waits for the server before cancelling itself.
 const SERVER_GRACE: Duration = Duration::from_secs(1);
 
+/// Parses a PostgreSQL URL or connection string. The error names what is wrong, never the text,
+/// which may hold a password.
+pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    url.parse()
+}
+
 /// A PostgreSQL database and its connection pool.
 pub(super) struct PostgresPool {
     pool: Pool,
@@ -53,19 +59,15 @@ pub(super) struct PostgresPool {
 }
 
 impl PostgresPool {
-    /// Builds the pool from the URL in `url_env`. Nothing connects yet.
+    /// Builds the pool from the URL in the environment variable `var`. Nothing connects yet.
     pub(super) fn configure(
-        url_env: Option<&str>,
+        var: &str,
         pool_size: u32,
         limits: SqlLimits,
     ) -> Result<PostgresPool, String> {
-        let var = url_env.ok_or(
-            "a postgres source needs `url_env`, the environment variable that holds its URL",
-        )?;
         let url = std::env::var(var)
             .map_err(|_| format!("the environment variable `{var}` is not set"))?;
-        // The error names the problem, never the URL, which may hold a password.
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+        let mut config = parse_url(&url).map_err(|e| {
             format!("the value of `{var}` is not a PostgreSQL URL or connection string: {e}")
         })?;
         if config.get_connect_timeout().is_none() {
