@@ -227,7 +227,7 @@ impl WardenHost {
             tenant: request.tenant,
             agent: request.agent,
             session: request.session,
-            call_id: request.call_id.to_string(),
+            call_id: request.call_id.into_string(),
         };
         match &generation.served {
             Served::File { limits } => {

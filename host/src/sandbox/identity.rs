@@ -49,6 +49,11 @@ impl CallId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id as text, without a copy.
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// The longest call id a caller may choose.

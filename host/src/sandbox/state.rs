@@ -111,7 +111,7 @@ impl Default for CallIdentity {
 
 /// A fresh call id (UUIDv7), as text; see [`super::CallId`].
 pub fn new_call_id() -> String {
-    super::CallId::new().to_string()
+    super::CallId::new().into_string()
 }
 
 /// The store data of one call.
