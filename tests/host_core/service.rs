@@ -382,6 +382,31 @@ async fn a_reload_that_fails_keeps_the_generation_serving() {
 }
 
 #[tokio::test]
+async fn a_config_the_capabilities_refuse_does_not_start() {
+    let site = Site::new();
+    // Its shape is fine (so `WardenConfig::load` takes it), but the directory is missing.
+    let (config, path) = site.config(
+        "warden.toml",
+        &serving(
+            r#"
+            [sources.handbook]
+            kind = "dir"
+            path = "no-such-folder"
+            [agents.writer]
+            tools = ["text-tools/*"]
+            grants = ["handbook:ro"]
+            "#,
+        ),
+    );
+    let err = match WardenHost::start(engine(), config, &path, HostOptions::default()).await {
+        Ok(_) => panic!("a host started on a config with a missing directory source"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("sources.handbook.path"), "{err}");
+}
+
+#[tokio::test]
 async fn a_file_host_serves_one_plugin_with_nothing_granted() {
     let (host, name) =
         WardenHost::for_file(engine(), &plugin_path("text-tools"), HostOptions::default())

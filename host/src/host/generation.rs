@@ -58,6 +58,16 @@ impl Generation {
         options: &HostOptions,
     ) -> Result<Generation, CallError> {
         let source = source.display().to_string();
+        // A config may come here having had only its shape checked (`WardenConfig::load`):
+        // what each capability would refuse is refused before anything is built.
+        let problems = crate::capabilities::check::problems(&config);
+        if !problems.is_empty() {
+            let problems = crate::config::ConfigProblems(problems);
+            return Err(CallError::new(
+                ErrorKind::Config,
+                format!("{source}: {}", problems.to_string().trim_end()),
+            ));
+        }
         let capabilities = Capabilities::configure(config.clone())
             .map_err(|e| CallError::new(ErrorKind::Config, format!("{source}: {e}")))?;
         let capabilities = Arc::new(capabilities);
