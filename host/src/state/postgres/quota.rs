@@ -44,10 +44,10 @@ async fn add_to_windows(
 ) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO model_quota_usage (scope, window_name, window_start_ms, calls, tokens) \
-         SELECT scope, window_name, window_start_ms, GREATEST(0, $2), GREATEST(0, $3) \
+         SELECT scope, window_name, window_start_ms, GREATEST(0, $2::BIGINT), GREATEST(0, $3::BIGINT) \
          FROM quota_reservation_windows WHERE reservation = $1 \
          ON CONFLICT (scope, window_name, window_start_ms) DO UPDATE SET \
-         calls = GREATEST(0, model_quota_usage.calls + $2), tokens = GREATEST(0, model_quota_usage.tokens + $3)",
+         calls = GREATEST(0, model_quota_usage.calls + $2::BIGINT), tokens = GREATEST(0, model_quota_usage.tokens + $3::BIGINT)",
         &[&id, &calls, &tokens],
     )
     .await?;
