@@ -64,6 +64,15 @@ async fn held(tx: &Transaction<'_>, id: i64) -> Result<Option<(i64, bool)>, Stor
         .map(|r| (r.get(0), r.get(1))))
 }
 
+/// Deletes reservation `id` (its windows go with it, by the foreign key's cascade).
+async fn remove_with(pool: deadpool_postgres::Pool, id: i64) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute("DELETE FROM quota_reservations WHERE id = $1", &[&id])
+        .await?;
+    Ok(())
+}
+
 impl PgStore {
     /// Runs `f` in a transaction holding the quota lock.
     async fn locked<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -85,11 +94,7 @@ impl PgStore {
     }
 
     async fn remove(&self, id: i64) -> Result<(), StoreError> {
-        let client = self.connection().await?;
-        client
-            .execute("DELETE FROM quota_reservations WHERE id = $1", &[&id])
-            .await?;
-        Ok(())
+        remove_with(self.pool.clone(), id).await
     }
 }
 
@@ -197,12 +202,9 @@ impl QuotaStore for PgStore {
             tracing::error!("cannot give back a model quota reservation: no async runtime");
             return;
         };
-        let store = PgStore {
-            pool: self.pool.clone(),
-            location: self.location.clone(),
-        };
+        let pool = self.pool.clone();
         runtime.spawn(async move {
-            if let Err(e) = store.remove(id).await {
+            if let Err(e) = remove_with(pool, id).await {
                 tracing::error!("cannot give back a model quota reservation: {e}");
             }
         });
