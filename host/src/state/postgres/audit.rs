@@ -54,7 +54,11 @@ const MAX_BATCH: usize = 256;
 
 /// The audit writer task: takes what is queued and commits it in one transaction, under the
 /// advisory lock, each append in its own savepoint so that a refused one fails alone.
-async fn run_writer(pool: Pool, location: String, mut queue: mpsc::UnboundedReceiver<PendingAppend>) {
+async fn run_writer(
+    pool: Pool,
+    location: String,
+    mut queue: mpsc::UnboundedReceiver<PendingAppend>,
+) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -174,7 +178,11 @@ impl PgStore {
             StoreError::Unavailable("no async runtime to write the audit log from".into())
         })?;
         let (sender, receiver) = mpsc::unbounded_channel();
-        runtime.spawn(run_writer(self.pool.clone(), self.location.clone(), receiver));
+        runtime.spawn(run_writer(
+            self.pool.clone(),
+            self.location.clone(),
+            receiver,
+        ));
         sender.send(pending).map_err(|_| StoreError::Closed)?;
         *queue = Some(sender);
         Ok(())
