@@ -253,6 +253,24 @@ async fn the_call_path_refuses_unknown_agents_plugins_and_ungranted_tools() {
 
     let err = refused(&host, "writer", "text-tools", "echo", r#"{"text":"x"}"#).await;
     assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+    // The refused tool is in the audit log, committed before the refusal came back.
+    let tail = warden(&[
+        "audit",
+        "tail",
+        "--json",
+        "--config",
+        site.path("warden.toml").to_str().unwrap(),
+    ]);
+    tail.assert_code(0);
+    assert!(
+        tail.stdout.lines().any(|line| {
+            let r: serde_json::Value = serde_json::from_str(line).expect("a JSON record");
+            r["capability"] == "call"
+                && r["target"] == "text-tools/echo"
+                && r["outcome"] == "denied"
+        }),
+        "{tail:#?}"
+    );
 
     // Input is checked against the tool's schema before any wasm runs.
     let err = refused(&host, "writer", "text-tools", "word-count", r#"{"text":1}"#).await;

@@ -142,7 +142,7 @@ pub(super) fn grant_refers(
 fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
     let mut p = Problems(problems);
     if let Err(e) = StateUrl::parse(&config.state.url, &config.base_dir) {
-        p.add("state.url", e);
+        p.add("state.url", e.to_string());
     }
     if config.state.audit_key_env.is_some() && config.state.audit_key_file.is_some() {
         p.add(

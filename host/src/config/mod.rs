@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 pub use model::{
     AgentConfig, AgentLimits, DirSourceConfig, HttpSourceConfig, ModelConfig, ModelQuota,
     PluginConfig, PostgresSourceConfig, SourceConfig, SourceKind, SqliteSourceConfig, StateConfig,
-    StateUrl, TenantConfig,
+    StateUrl, TenantConfig, redact_url,
 };
 
 /// One problem in a config: the key it is at, and what is wrong and how to fix it.

@@ -19,6 +19,9 @@ pub struct StateConfig {
     /// `sqlite://PATH` (the embedded default) or `postgres://…`.
     #[serde(default = "default_state_url")]
     pub url: String,
+    /// The environment variable holding the state URL instead of `url` (for a PostgreSQL URL
+    /// with a password, which does not belong in the file).
+    pub url_env: Option<String>,
     /// The environment variable holding the audit key, which signs every audit record
     /// (HMAC-SHA256) so a rewrite without the key is caught. At least 32 bytes.
     pub audit_key_env: Option<String>,
@@ -55,9 +58,34 @@ impl StateUrl {
             return Ok(StateUrl::Postgres(url.to_string()));
         }
         Err(format!(
-            "`{url}` is not a state URL; write sqlite://PATH (the default) or postgres://…"
+            "`{}` is not a state URL; write sqlite://PATH (the default) or postgres://…",
+            redact_url(url)
         ))
     }
+}
+
+/// `url` with any password replaced by `***` (in the authority and in a `password=` parameter).
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            let start = scheme_end + 3 + colon + 1;
+            let end = scheme_end + 3 + at;
+            out.replace_range(start..end, "***");
+        }
+    }
+    if let Some(pos) = out.find("password=") {
+        let start = pos + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+    }
+    out
 }
 
 /// The embedded default state store.
@@ -69,6 +97,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             url: default_state_url(),
+            url_env: None,
             audit_key_env: None,
             audit_key_file: None,
         }

@@ -267,7 +267,7 @@ impl WardenHost {
                     check_tool(config, &identity.agent, &request.plugin, &request.tool)
                 {
                     let denial = denial.to_string();
-                    deny_tool(grants, &identity, &request.plugin, &request.tool, &denial);
+                    deny_tool(grants, &identity, &request.plugin, &request.tool, &denial).await;
                     return Err(CallError::new(ErrorKind::Denied, denial));
                 }
                 let limits = agent.limits.clone()?;
@@ -282,19 +282,27 @@ impl WardenHost {
 
 /// Records a refused tool. Denied either way; a record that cannot be written is logged by
 /// `audit`.
-fn deny_tool(grants: &CallGrants, identity: &CallIdentity, plugin: &str, tool: &str, why: &str) {
+async fn deny_tool(
+    grants: &CallGrants,
+    identity: &CallIdentity,
+    plugin: &str,
+    tool: &str,
+    why: &str,
+) {
     let site = CallSite {
         identity,
         plugin,
         tool,
     };
-    let _ = grants.audit(
-        &site,
-        "call",
-        &format!("{plugin}/{tool}"),
-        Outcome::Denied,
-        why,
-    );
+    let _ = grants
+        .audit(
+            &site,
+            "call",
+            &format!("{plugin}/{tool}"),
+            Outcome::Denied,
+            why,
+        )
+        .await;
 }
 
 /// The loaded plugin `name`, or why it is not served.
