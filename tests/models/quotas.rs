@@ -115,6 +115,7 @@ async fn thirty_two_concurrent_calls_cannot_overspend_a_call_quota() {
         .models
         .ledger()
         .usage("agent:support", Window::Day, now_ms())
+        .await
         .unwrap();
     assert_eq!((used.calls, used.tokens), (10, 1000));
 }
@@ -136,6 +137,7 @@ async fn thirty_two_concurrent_calls_cannot_overspend_a_token_quota() {
         .models
         .ledger()
         .usage("agent:support", Window::Day, now_ms())
+        .await
         .unwrap();
     assert_eq!(used.tokens, 900);
     assert!(results.iter().any(|r| matches!(r, Err(ModelError::QuotaExceeded { message, .. }) if message.contains("this call reserves 101"))));
@@ -321,6 +323,7 @@ async fn a_call_that_times_out_after_its_request_went_out_still_counts() {
         .models
         .ledger()
         .usage("agent:support", Window::Minute, now_ms())
+        .await
         .unwrap();
     assert_eq!(usage.calls, 1, "the timed-out call is counted");
     assert!(usage.tokens >= 100, "counted at its reservation: {usage:?}");

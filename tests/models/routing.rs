@@ -230,7 +230,7 @@ async fn a_backend_that_is_down_fails_clearly_and_releases_the_reservation() {
         "{err}"
     );
     assert_eq!(
-        support_usage_today(&caps),
+        support_usage_today(&caps).await,
         (0, 0),
         "the reservation was kept"
     );
@@ -238,7 +238,7 @@ async fn a_backend_that_is_down_fails_clearly_and_releases_the_reservation() {
     // The same router serves the next call.
     let completion = call("local").await.unwrap();
     assert_eq!(completion.message.content, "still here");
-    assert_eq!(support_usage_today(&caps), (1, 4));
+    assert_eq!(support_usage_today(&caps).await, (1, 4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,7 +255,7 @@ async fn garbage_still_counts_since_the_request_went_out() {
     );
     // The provider received the request and may bill it: it counts at the reserved amount.
     let caps = site.capabilities();
-    let (calls, tokens) = support_usage_today(&caps);
+    let (calls, tokens) = support_usage_today(&caps).await;
     assert_eq!(calls, 1);
     assert!(tokens > 0, "counted at its reservation");
 }
@@ -345,7 +345,7 @@ async fn a_plugin_call_that_runs_out_of_time_mid_model_call_keeps_its_reservatio
     // The request went out before the plugin's time ran out: the backend may still serve and
     // bill it, so handing the reservation back would let a plugin overspend its quota.
     let caps = site.capabilities();
-    let (calls, tokens) = support_usage_today(&caps);
+    let (calls, tokens) = support_usage_today(&caps).await;
     assert_eq!(calls, 1, "the call is counted");
     assert!(tokens > 0, "counted at its reservation");
     let detail = site.model_calls().pop().unwrap();
@@ -383,11 +383,12 @@ async fn a_down_backend_fails_the_tool_clearly_and_the_host_stays_up() {
 }
 
 /// Calls and tokens of agent `support` counted today.
-fn support_usage_today(caps: &warden::capabilities::Capabilities) -> (u64, u64) {
+async fn support_usage_today(caps: &warden::capabilities::Capabilities) -> (u64, u64) {
     let used = caps
         .models
         .ledger()
         .usage("agent:support", Window::Day, now_ms())
+        .await
         .unwrap();
     (used.calls, used.tokens)
 }

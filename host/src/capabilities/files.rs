@@ -28,7 +28,7 @@ pub fn guest_path(source: &str) -> String {
 /// Adds a preopen for every directory source the call was granted, and audits each one. A
 /// directory whose audit record cannot be committed is not opened (fail closed), nor is any
 /// after it, and the failure is returned.
-pub(crate) fn preopen(
+pub(crate) async fn preopen(
     builder: &mut WasiCtxBuilder,
     grants: &CallGrants,
     site: &CallSite<'_>,
@@ -47,13 +47,15 @@ pub(crate) fn preopen(
         };
         let guest = guest_path(name);
         // The record goes first: a directory the log cannot show was opened is not opened.
-        let recorded = grants.audit(
-            site,
-            "dir",
-            name,
-            Outcome::Allowed,
-            &format!("preopened {} at {guest}", access.suffix()),
-        );
+        let recorded = grants
+            .audit(
+                site,
+                "dir",
+                name,
+                Outcome::Allowed,
+                &format!("preopened {} at {guest}", access.suffix()),
+            )
+            .await;
         // The first failure refuses the whole call: opening (or waiting on the store for)
         // the remaining directories would serve nothing.
         recorded?;
@@ -62,7 +64,9 @@ pub(crate) fn preopen(
                 "cannot open directory source `{name}` at {}: {e}",
                 host_path.display()
             );
-            grants.audit(site, "dir", name, Outcome::Failed, &e.to_string())?;
+            grants
+                .audit(site, "dir", name, Outcome::Failed, &e.to_string())
+                .await?;
         }
     }
     Ok(())
@@ -140,7 +144,9 @@ async fn symlink_at_checked(
         tracing::warn!(target: "plugin", plugin = %state.plugin, tool = %state.tool, "{}", escape_log_line(&detail));
         // Refused either way; a record that cannot be committed is kept on the call, whose
         // output is then withheld.
-        let _ = state.audit("dir", "symlink", Outcome::Denied, &detail);
+        let _ = state
+            .audit("dir", "symlink", Outcome::Denied, &detail)
+            .await;
         return Ok((Err(ErrorCode::NotPermitted),));
     }
     let mut view = state.filesystem();

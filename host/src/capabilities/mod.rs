@@ -52,11 +52,11 @@ pub struct Capabilities {
 impl Capabilities {
     /// Opens the state store and prepares every configured source.
     pub fn configure(config: Arc<WardenConfig>) -> Result<Capabilities, String> {
-        let url = StateUrl::parse(&config.state.url, &config.base_dir)?;
-        let store = StateStore::open(&url)?;
+        let url = StateUrl::from_config(&config).map_err(|e| e.to_string())?;
+        let store = StateStore::open_blocking(&url).map_err(|e| e.to_string())?;
         // With the audit key, before any record is written: every clone of the log (the model
         // router's too) shares it, so every record this host writes is signed.
-        let audit = AuditLog::open_configured(store.clone(), &config)?;
+        let audit = AuditLog::open_configured(&store, &config)?;
         let sql = sql::SqlSources::configure(&config)?;
         let http = http::HttpSources::configure(&config)?;
         let models = crate::models::ModelRouter::configure(&config, store, audit.clone())?;
@@ -112,7 +112,7 @@ impl CallGrants {
     /// Warden fails closed: a caller that gets an [`AuditFailure`] back must not go on with the
     /// use it was recording (or, once done, must not hand its result to the plugin).
     #[must_use = "a capability use whose audit record was not committed must be refused"]
-    pub fn audit(
+    pub async fn audit(
         &self,
         site: &CallSite<'_>,
         capability: &str,
@@ -136,12 +136,42 @@ impl CallGrants {
         };
         caps.audit
             .append(&record, outcome)
+            .await
             .map(|_| ())
             .map_err(|e| {
-                let failure = AuditFailure::new(caps.audit.store_path(), &e);
+                let failure = AuditFailure::new(caps.audit.store_location(), &e.to_string());
                 tracing::error!("{failure}");
                 failure
             })
+    }
+}
+
+impl CallGrants {
+    /// Queues one record like [`CallGrants::audit`] without waiting for its commit, for paths
+    /// that cannot wait (a body's poll, a Drop); a failure is logged.
+    pub fn audit_detached(
+        &self,
+        site: &CallSite<'_>,
+        capability: &str,
+        target: &str,
+        outcome: Outcome,
+        detail: &str,
+    ) {
+        let Some(caps) = &self.capabilities else {
+            return;
+        };
+        let record = NewRecord {
+            tenant: &site.identity.tenant,
+            agent: &site.identity.agent,
+            session: &site.identity.session,
+            plugin: site.plugin,
+            tool: site.tool,
+            call_id: &site.identity.call_id,
+            capability,
+            target,
+            detail,
+        };
+        caps.audit.append_detached(&record, outcome);
     }
 }
 
@@ -153,14 +183,15 @@ pub struct AuditFailure {
 }
 
 impl AuditFailure {
-    /// A failure to write to the audit store at `store`, for `cause`.
-    pub fn new(store: &std::path::Path, cause: &str) -> Self {
+    /// A failure to write to the audit store at `store` (a file, or a URL without password),
+    /// for `cause`.
+    pub fn new(store: &str, cause: &str) -> Self {
         AuditFailure {
             message: format!(
                 "refused: its audit record could not be committed to the audit store {} ({cause}); \
                  Warden refuses what it cannot audit. Check that the state store is writable and \
                  that no other process holds a lock on it",
-                store.display()
+                store
             ),
         }
     }

@@ -10,7 +10,7 @@ use super::print_stdout;
 use crate::error::{CallError, ErrorKind};
 use crate::policy::AuditLog;
 use crate::policy::audit::{append_checkpoint, read_checkpoints};
-use crate::state::{StateStore, StateUrl};
+use crate::state::{StateStore, StateUrl, StoreError};
 
 /// Subcommands of `warden audit`.
 #[derive(Debug, Subcommand)]
@@ -60,11 +60,18 @@ pub(super) struct TailArgs {
     json: bool,
 }
 
-fn open(arg: &ConfigArg) -> Result<AuditLog, CallError> {
+async fn open(arg: &ConfigArg) -> Result<AuditLog, CallError> {
     let config = load(&arg.config)?;
     let internal = |e: String| CallError::new(ErrorKind::Internal, e);
-    let url = StateUrl::parse(&config.state.url, &config.base_dir).map_err(internal)?;
-    AuditLog::open_configured(StateStore::open(&url).map_err(internal)?, &config).map_err(internal)
+    let url = StateUrl::from_config(&config).map_err(|e| internal(e.to_string()))?;
+    let store = StateStore::open(&url)
+        .await
+        .map_err(|e| internal(e.to_string()))?;
+    AuditLog::open_configured(&store, &config).map_err(internal)
+}
+
+fn store_failed(e: StoreError) -> CallError {
+    CallError::new(ErrorKind::Internal, e.to_string())
 }
 
 fn broken(broken: crate::policy::audit::ChainBreak) -> CallError {
@@ -77,13 +84,11 @@ fn broken(broken: crate::policy::audit::ChainBreak) -> CallError {
     )
 }
 
-pub(super) fn run(command: AuditCommand) -> Result<(), CallError> {
+pub(super) async fn run(command: AuditCommand) -> Result<(), CallError> {
     match command {
         AuditCommand::Tail(args) => {
-            let log = open(&args.config)?;
-            let records = log
-                .tail(args.lines)
-                .map_err(|e| CallError::new(ErrorKind::Internal, e))?;
+            let log = open(&args.config).await?;
+            let records = log.tail(args.lines).await.map_err(store_failed)?;
             let mut out = String::new();
             for r in &records {
                 if args.json {
@@ -111,9 +116,9 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CallError> {
             print_stdout(out.trim_end())
         }
         AuditCommand::Verify(args) => {
-            let log = open(&args.config)?;
+            let log = open(&args.config).await?;
             let internal = |e: String| CallError::new(ErrorKind::Internal, e);
-            let report = log.verify().map_err(internal)?.map_err(broken)?;
+            let report = log.verify().await.map_err(store_failed)?.map_err(broken)?;
             let mut line = format!("audit log ok: {} records, chain intact", report.records);
             if report.signatures_checked {
                 let _ = write!(line, ", {} signed with the audit key", report.signed);
@@ -138,7 +143,8 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CallError> {
                 sorted.sort_by_key(|cp| cp.seq);
                 for cp in &sorted {
                     log.check_checkpoint(cp)
-                        .map_err(internal)?
+                        .await
+                        .map_err(store_failed)?
                         .map_err(broken)?;
                 }
                 let _ = write!(
@@ -152,9 +158,9 @@ pub(super) fn run(command: AuditCommand) -> Result<(), CallError> {
             print_stdout(&line)
         }
         AuditCommand::Checkpoint(args) => {
-            let log = open(&args.config)?;
+            let log = open(&args.config).await?;
             let internal = |e: String| CallError::new(ErrorKind::Internal, e);
-            let head = log.head().map_err(internal)?;
+            let head = log.head().await.map_err(store_failed)?;
             match &args.out {
                 Some(path) => {
                     append_checkpoint(path, &head).map_err(internal)?;

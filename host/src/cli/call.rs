@@ -131,7 +131,8 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
             &target,
             crate::policy::Outcome::Denied,
             &denial,
-        );
+        )
+        .await;
         return Err(CallError::new(ErrorKind::Denied, denial));
     }
     let limits = checked_limits(args.limits.resolve(&agent_config.limits))?;

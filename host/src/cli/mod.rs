@@ -157,7 +157,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
             Command::Plugin(PluginCommand::New(args)) => new::run(args),
             Command::Config(command) => config::run(command),
-            Command::Audit(command) => audit::run(command),
+            Command::Audit(command) => audit::run(command).await,
         }
     });
     match result {

@@ -80,7 +80,7 @@ fn values_in_place_of_names(config: &WardenConfig, problems: &mut Vec<ConfigProb
 fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
     let mut p = Problems(problems);
     if let Err(e) = StateUrl::parse(&config.state.url, &config.base_dir) {
-        p.add("state.url", e);
+        p.add("state.url", e.to_string());
     }
     check_audit_key(config, &mut p);
     for (name, plugin) in &config.plugins {

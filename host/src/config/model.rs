@@ -12,6 +12,9 @@ pub struct StateConfig {
     /// `sqlite://PATH` (the embedded default) or `postgres://…`.
     #[serde(default = "default_state_url")]
     pub url: String,
+    /// The environment variable holding the state URL instead of `url` (for a PostgreSQL URL
+    /// with a password, which does not belong in the file).
+    pub url_env: Option<String>,
     /// The environment variable holding the audit key, which signs every audit record
     /// (HMAC-SHA256) so a rewrite without the key is caught. At least 32 bytes.
     pub audit_key_env: Option<String>,
@@ -28,6 +31,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             url: default_state_url(),
+            url_env: None,
             audit_key_env: None,
             audit_key_file: None,
         }

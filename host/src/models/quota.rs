@@ -3,31 +3,26 @@
 //!
 //! Windows are fixed: a minute starts on the minute and a day at 00:00 UTC, so "resets at" is
 //! exact. A call **reserves** before it goes out: one call, and its reserved tokens (the output
-//! limit plus an estimate of the prompt), checked against every quota that applies and added in
-//! one `BEGIN IMMEDIATE` transaction. SQLite lets one such transaction write at a time, across
-//! threads and processes alike, so two calls can never both take the last tokens. When the
-//! backend answers, the reservation is **settled** to the actual usage; when it fails, or the
-//! caller goes away, the reservation is **released**. A process that dies mid-call leaves its
-//! reservation counted until the window ends: it errs on the side of the quota.
+//! limit plus an estimate of the prompt), checked against every quota that applies and held in
+//! one atomic step of the store ([`crate::state::QuotaStore`]), so two calls can never both take
+//! the last tokens, from one process or several. When the backend answers, the reservation is
+//! **settled** to the actual usage; when it fails, or the caller goes away, the reservation is
+//! **released**. A reservation left behind by a process that died before its request went out
+//! **expires** after [`RESERVATION_TTL_MS`]; once a request may have gone out it is recorded as
+//! spent (before the request is sent) and counts at the reserved amount until its window ends.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use std::sync::Arc;
 
 use crate::config::{ModelQuota, WardenConfig};
-use crate::state::StateStore;
+use crate::state::{
+    QuotaCheck, QuotaStore, QuotaWindowKey, ReserveOutcome, StateStore, StoreError,
+};
+pub use crate::state::WindowUsage;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS model_quota_usage (
-    scope           TEXT NOT NULL,
-    window          TEXT NOT NULL,
-    window_start_ms INTEGER NOT NULL,
-    calls           INTEGER NOT NULL,
-    tokens          INTEGER NOT NULL,
-    PRIMARY KEY (scope, window, window_start_ms)
-) WITHOUT ROWID;
-";
-
-/// Windows older than this are deleted as new reservations are made.
-const KEEP_MS: u64 = 2 * DAY_MS;
+/// How long an unsettled reservation whose request never went out keeps counting: long past
+/// the moment a live call marks it spent (just before its request is sent), short enough that a
+/// crashed process's holds come back soon.
+pub const RESERVATION_TTL_MS: u64 = 5 * 60_000;
 const MINUTE_MS: u64 = 60_000;
 const DAY_MS: u64 = 86_400_000;
 
@@ -144,171 +139,120 @@ pub enum ReserveError {
     /// A quota would be exceeded.
     Exceeded(QuotaExceeded),
     /// The state store failed.
-    Store(String),
-}
-
-/// One row a reservation counts in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Counted {
-    scope: String,
-    window: Window,
-    start_ms: u64,
-}
-
-/// Calls and tokens counted in one window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WindowUsage {
-    /// Calls.
-    pub calls: u64,
-    /// Tokens.
-    pub tokens: u64,
+    Store(StoreError),
 }
 
 /// The usage counters in the state store.
 #[derive(Clone)]
 pub struct QuotaLedger {
-    store: StateStore,
+    store: Arc<dyn QuotaStore>,
+    ttl_ms: u64,
 }
 
 impl QuotaLedger {
-    /// Opens the ledger, creating its table on first use.
-    pub fn open(store: StateStore) -> Result<QuotaLedger, String> {
-        store
-            .with_conn(|c| c.execute_batch(SCHEMA))
-            .map_err(|e| format!("cannot create the quota ledger: {e}"))?;
-        Ok(QuotaLedger { store })
+    /// The ledger in `store` (whose migrations created its tables).
+    pub fn open(store: &StateStore) -> QuotaLedger {
+        QuotaLedger {
+            store: store.quotas(),
+            ttl_ms: RESERVATION_TTL_MS,
+        }
+    }
+
+    /// The same ledger with unsent reservations expiring after `ttl_ms` instead.
+    pub fn with_reservation_ttl(mut self, ttl_ms: u64) -> QuotaLedger {
+        self.ttl_ms = ttl_ms;
+        self
     }
 
     /// Reserves one call and `tokens` in every window of every scope, or nothing at all.
     /// The reservation is released when dropped, unless settled first.
-    pub fn reserve(
+    pub async fn reserve(
         &self,
         scopes: &[QuotaScope],
         tokens: u64,
         now_ms: u64,
     ) -> Result<Reservation, ReserveError> {
-        let mut counted = Vec::new();
-        let mut exceeded: Vec<String> = Vec::new();
-        let mut resets_at_ms = 0;
-        let result = self.store.with_conn(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for scope in scopes {
-                for (window, call_limit, token_limit) in scope.windows() {
-                    let start = window.start(now_ms);
-                    let used = read_usage(&tx, &scope.key, window, start)?;
-                    let resets = start + window.length_ms();
-                    let per = window.as_str();
-                    let mut over = |what: String| {
-                        exceeded.push(what);
-                        resets_at_ms = resets_at_ms.max(resets);
-                    };
-                    if let Some(limit) = call_limit
-                        && used.calls + 1 > limit
-                    {
-                        over(format!(
-                            "{} has made {} of its {limit} model calls per {per} ({}.calls_per_{per})",
-                            scope.label, used.calls, scope.config_key
-                        ));
-                    }
-                    if let Some(limit) = token_limit
-                        && used.tokens + tokens > limit
-                    {
-                        over(format!(
-                            "{} has used {} of its {limit} model tokens per {per} and this call reserves {tokens} \
-                             (its max-tokens plus the prompt) ({}.tokens_per_{per})",
-                            scope.label, used.tokens, scope.config_key
-                        ));
-                    }
-                    counted.push(Counted {
+        let mut checks = Vec::new();
+        let mut labels = Vec::new();
+        for scope in scopes {
+            for (window, call_limit, token_limit) in scope.windows() {
+                checks.push(QuotaCheck {
+                    key: QuotaWindowKey {
                         scope: scope.key.clone(),
-                        window,
-                        start_ms: start,
-                    });
-                }
+                        window: window.as_str(),
+                        start_ms: window.start(now_ms),
+                    },
+                    call_limit,
+                    token_limit,
+                });
+                labels.push((scope, window));
             }
-            if !exceeded.is_empty() {
-                return Ok(false); // dropping the transaction rolls it back
-            }
-            for c in &counted {
-                tx.execute(
-                    "INSERT INTO model_quota_usage (scope, window, window_start_ms, calls, tokens) \
-                     VALUES (?1, ?2, ?3, 1, ?4) \
-                     ON CONFLICT (scope, window, window_start_ms) \
-                     DO UPDATE SET calls = calls + 1, tokens = tokens + excluded.tokens",
-                    params![c.scope, c.window.as_str(), c.start_ms as i64, tokens as i64],
-                )?;
-            }
-            tx.execute(
-                "DELETE FROM model_quota_usage WHERE window_start_ms < ?1",
-                [now_ms.saturating_sub(KEEP_MS) as i64],
-            )?;
-            tx.commit()?;
-            Ok(true)
-        });
-        match result {
-            Ok(true) => Ok(Reservation {
-                ledger: self.clone(),
-                counted,
-                tokens,
-                open: true,
-                spent: false,
-            }),
-            Ok(false) => Err(ReserveError::Exceeded(QuotaExceeded {
-                message: exceeded.join("; "),
-                resets_at_ms,
-            })),
-            Err(e) => Err(ReserveError::Store(format!(
-                "cannot reserve the model quota in the state store: {e}"
-            ))),
         }
-    }
-
-    /// What `scope` has used in the `window` that contains `now_ms`.
-    pub fn usage(&self, scope: &str, window: Window, now_ms: u64) -> Result<WindowUsage, String> {
-        self.store
-            .with_conn(|conn| read_usage(conn, scope, window, window.start(now_ms)))
-            .map_err(|e| format!("cannot read the quota ledger: {e}"))
-    }
-
-    /// Adds `calls` and `tokens` (either may be negative) to every row of a reservation.
-    fn adjust(&self, counted: &[Counted], calls: i64, tokens: i64) -> Result<(), String> {
-        if counted.is_empty() || (calls == 0 && tokens == 0) {
-            return Ok(());
+        let outcome = self
+            .store
+            .reserve(&checks, tokens, now_ms, now_ms + self.ttl_ms)
+            .await
+            .map_err(ReserveError::Store)?;
+        let usages = match outcome {
+            ReserveOutcome::Reserved(id) => {
+                return Ok(Reservation {
+                    ledger: self.clone(),
+                    id,
+                    tokens,
+                    open: true,
+                    spent: false,
+                });
+            }
+            ReserveOutcome::Refused(usages) => usages,
+        };
+        let mut exceeded = Vec::new();
+        let mut resets_at_ms = 0;
+        for ((check, (scope, window)), used) in checks.iter().zip(&labels).zip(&usages) {
+            let resets = check.key.start_ms + window.length_ms();
+            let per = window.as_str();
+            let mut over = |what: String| {
+                exceeded.push(what);
+                resets_at_ms = resets_at_ms.max(resets);
+            };
+            if let Some(limit) = check.call_limit
+                && used.calls + 1 > limit
+            {
+                over(format!(
+                    "{} has made {} of its {limit} model calls per {per} ({}.calls_per_{per})",
+                    scope.label, used.calls, scope.config_key
+                ));
+            }
+            if let Some(limit) = check.token_limit
+                && used.tokens + tokens > limit
+            {
+                over(format!(
+                    "{} has used {} of its {limit} model tokens per {per} and this call reserves {tokens} \
+                     (its max-tokens plus the prompt) ({}.tokens_per_{per})",
+                    scope.label, used.tokens, scope.config_key
+                ));
+            }
         }
-        self.store
-            .with_conn(|conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                for c in counted {
-                    tx.execute(
-                        "UPDATE model_quota_usage SET calls = MAX(0, calls + ?1), tokens = MAX(0, tokens + ?2) \
-                         WHERE scope = ?3 AND window = ?4 AND window_start_ms = ?5",
-                        params![calls, tokens, c.scope, c.window.as_str(), c.start_ms as i64],
-                    )?;
-                }
-                tx.commit()
-            })
-            .map_err(|e| format!("cannot settle the model quota in the state store: {e}"))
+        Err(ReserveError::Exceeded(QuotaExceeded {
+            message: exceeded.join("; "),
+            resets_at_ms,
+        }))
     }
-}
 
-fn read_usage(
-    conn: &rusqlite::Connection,
-    scope: &str,
-    window: Window,
-    start_ms: u64,
-) -> rusqlite::Result<WindowUsage> {
-    let row: Option<(i64, i64)> = conn
-        .query_row(
-            "SELECT calls, tokens FROM model_quota_usage WHERE scope = ?1 AND window = ?2 AND window_start_ms = ?3",
-            params![scope, window.as_str(), start_ms as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (calls, tokens) = row.unwrap_or_default();
-    Ok(WindowUsage {
-        calls: calls.max(0) as u64,
-        tokens: tokens.max(0) as u64,
-    })
+    /// What `scope` has used in the `window` that contains `now_ms`: settled and spent calls,
+    /// and the reservations still held.
+    pub async fn usage(
+        &self,
+        scope: &str,
+        window: Window,
+        now_ms: u64,
+    ) -> Result<WindowUsage, StoreError> {
+        let key = QuotaWindowKey {
+            scope: scope.to_string(),
+            window: window.as_str(),
+            start_ms: window.start(now_ms),
+        };
+        self.store.usage(&key, now_ms).await
+    }
 }
 
 /// Calls and tokens held for one model call. Settle it with the actual usage. Unsettled, it
@@ -317,7 +261,7 @@ fn read_usage(
 /// caller stopped waiting, because the provider may serve and bill it all the same.
 pub struct Reservation {
     ledger: QuotaLedger,
-    counted: Vec<Counted>,
+    id: i64,
     tokens: u64,
     open: bool,
     spent: bool,
@@ -330,39 +274,41 @@ impl Reservation {
     }
 
     /// Replaces the reserved tokens with `actual` ones; the call stays counted.
-    pub fn settle(mut self, actual: u64) {
+    pub async fn settle(mut self, actual: u64) {
         self.open = false;
-        let delta = actual as i64 - self.tokens as i64;
-        if let Err(e) = self.ledger.adjust(&self.counted, 0, delta) {
-            tracing::error!("{e}");
+        if let Err(e) = self.ledger.store.settle(self.id, actual).await {
+            tracing::error!("cannot settle the model quota in the state store: {e}");
         }
     }
 
-    /// Whether a request may have gone out to a provider; set before each attempt is sent.
-    pub fn mark_spent(&mut self, spent: bool) {
+    /// Records whether a request may have gone out to a provider; called before each attempt
+    /// is sent, and it returns only once that is durable, so a process that dies mid-request
+    /// leaves the call counted. An error means the request must not be sent.
+    pub async fn mark_spent(&mut self, spent: bool) -> Result<(), StoreError> {
+        // Set first: if the caller stops waiting mid-write, Drop must not give back a call
+        // whose request may still go out.
         self.spent = spent;
+        let expires = crate::state::now_ms() + self.ledger.ttl_ms;
+        self.ledger.store.mark_spent(self.id, spent, expires).await
     }
 
     /// Ends a call that got no answer: it keeps counting at the reserved amount if a request
     /// went out, and is given back otherwise.
-    pub fn finish_unanswered(mut self) {
-        self.give_back();
-    }
-
-    /// Gives the call and its tokens back, unless a request went out.
-    fn give_back(&mut self) {
-        if !std::mem::take(&mut self.open) || self.spent {
-            return;
-        }
-        if let Err(e) = self.ledger.adjust(&self.counted, -1, -(self.tokens as i64)) {
-            tracing::error!("{e}");
+    pub async fn finish_unanswered(mut self) {
+        if std::mem::take(&mut self.open)
+            && let Err(e) = self.ledger.store.release(self.id).await
+        {
+            tracing::error!("cannot give back a model quota reservation: {e}");
         }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.give_back();
+        // The store keeps a spent reservation counted; an unspent one is given back.
+        if std::mem::take(&mut self.open) {
+            self.ledger.store.release_detached(self.id);
+        }
     }
 }
 
@@ -374,8 +320,8 @@ mod tests {
     const NOON: u64 = 1_750_000_000_000 - 1_750_000_000_000 % DAY_MS + DAY_MS / 2;
 
     fn ledger(dir: &tempfile::TempDir) -> QuotaLedger {
-        let store = StateStore::open(&StateUrl::Sqlite(dir.path().join("s.db"))).unwrap();
-        QuotaLedger::open(store).unwrap()
+        let store = StateStore::open_blocking(&StateUrl::Sqlite(dir.path().join("s.db"))).unwrap();
+        QuotaLedger::open(&store)
     }
 
     fn scope(limits: ModelQuota) -> QuotaScope {
@@ -387,17 +333,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn calls_past_the_limit_are_refused_until_the_window_resets() {
+    #[tokio::test]
+    async fn calls_past_the_limit_are_refused_until_the_window_resets() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger(&dir);
         let s = [scope(ModelQuota {
             calls_per_minute: Some(2),
             ..ModelQuota::default()
         })];
-        let a = ledger.reserve(&s, 10, NOON + 1_000).unwrap();
-        let b = ledger.reserve(&s, 10, NOON + 2_000).unwrap();
-        let Err(ReserveError::Exceeded(e)) = ledger.reserve(&s, 10, NOON + 3_000) else {
+        let a = ledger.reserve(&s, 10, NOON + 1_000).await.unwrap();
+        let b = ledger.reserve(&s, 10, NOON + 2_000).await.unwrap();
+        let Err(ReserveError::Exceeded(e)) = ledger.reserve(&s, 10, NOON + 3_000).await else {
             panic!("the third call was allowed");
         };
         assert_eq!(e.resets_at_ms, NOON + MINUTE_MS);
@@ -407,34 +353,34 @@ mod tests {
             "{}",
             e.message
         );
-        a.settle(5);
-        b.settle(5);
-        ledger.reserve(&s, 10, NOON + MINUTE_MS).unwrap().settle(1);
+        a.settle(5).await;
+        b.settle(5).await;
+        ledger.reserve(&s, 10, NOON + MINUTE_MS).await.unwrap().settle(1).await;
     }
 
-    #[test]
-    fn settling_replaces_the_reservation_with_the_actual_usage() {
+    #[tokio::test]
+    async fn settling_replaces_the_reservation_with_the_actual_usage() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger(&dir);
         let s = [scope(ModelQuota {
             tokens_per_day: Some(100),
             ..ModelQuota::default()
         })];
-        let r = ledger.reserve(&s, 80, NOON).unwrap();
-        assert!(ledger.reserve(&s, 30, NOON).is_err());
-        r.settle(20);
+        let r = ledger.reserve(&s, 80, NOON).await.unwrap();
+        assert!(ledger.reserve(&s, 30, NOON).await.is_err());
+        r.settle(20).await;
         assert_eq!(
-            ledger.usage("agent:a", Window::Day, NOON).unwrap(),
+            ledger.usage("agent:a", Window::Day, NOON).await.unwrap(),
             WindowUsage {
                 calls: 1,
                 tokens: 20
             }
         );
-        ledger.reserve(&s, 30, NOON).unwrap().settle(30);
+        ledger.reserve(&s, 30, NOON).await.unwrap().settle(30).await;
     }
 
-    #[test]
-    fn a_dropped_reservation_gives_everything_back() {
+    #[tokio::test]
+    async fn a_dropped_reservation_gives_everything_back() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger(&dir);
         let s = [scope(ModelQuota {
@@ -442,17 +388,17 @@ mod tests {
             tokens_per_day: Some(100),
             ..ModelQuota::default()
         })];
-        drop(ledger.reserve(&s, 100, NOON).unwrap());
+        drop(ledger.reserve(&s, 100, NOON).await.unwrap());
         assert_eq!(
-            ledger.usage("agent:a", Window::Day, NOON).unwrap(),
+            ledger.usage("agent:a", Window::Day, NOON).await.unwrap(),
             WindowUsage::default()
         );
-        ledger.reserve(&s, 100, NOON).unwrap().finish_unanswered();
-        ledger.reserve(&s, 100, NOON).unwrap().settle(100);
+        ledger.reserve(&s, 100, NOON).await.unwrap().finish_unanswered().await;
+        ledger.reserve(&s, 100, NOON).await.unwrap().settle(100).await;
     }
 
-    #[test]
-    fn a_reservation_whose_request_went_out_is_never_refunded() {
+    #[tokio::test]
+    async fn a_reservation_whose_request_went_out_is_never_refunded() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger(&dir);
         let s = [scope(ModelQuota {
@@ -462,34 +408,34 @@ mod tests {
         })];
         let counted = |calls, tokens| WindowUsage { calls, tokens };
         // Dropped mid-request, as when the plugin's call runs out of time.
-        let mut dropped = ledger.reserve(&s, 100, NOON).unwrap();
-        dropped.mark_spent(true);
+        let mut dropped = ledger.reserve(&s, 100, NOON).await.unwrap();
+        dropped.mark_spent(true).await.unwrap();
         drop(dropped);
         assert_eq!(
-            ledger.usage("agent:a", Window::Day, NOON).unwrap(),
+            ledger.usage("agent:a", Window::Day, NOON).await.unwrap(),
             counted(1, 100)
         );
         // Ended without an answer after a request went out.
-        let mut failed = ledger.reserve(&s, 50, NOON).unwrap();
-        failed.mark_spent(true);
-        failed.finish_unanswered();
+        let mut failed = ledger.reserve(&s, 50, NOON).await.unwrap();
+        failed.mark_spent(true).await.unwrap();
+        failed.finish_unanswered().await;
         assert_eq!(
-            ledger.usage("agent:a", Window::Day, NOON).unwrap(),
+            ledger.usage("agent:a", Window::Day, NOON).await.unwrap(),
             counted(2, 150)
         );
         // Nothing went out (the backend could not be reached): given back.
-        let mut unreached = ledger.reserve(&s, 70, NOON).unwrap();
-        unreached.mark_spent(true);
-        unreached.mark_spent(false);
-        unreached.finish_unanswered();
+        let mut unreached = ledger.reserve(&s, 70, NOON).await.unwrap();
+        unreached.mark_spent(true).await.unwrap();
+        unreached.mark_spent(false).await.unwrap();
+        unreached.finish_unanswered().await;
         assert_eq!(
-            ledger.usage("agent:a", Window::Day, NOON).unwrap(),
+            ledger.usage("agent:a", Window::Day, NOON).await.unwrap(),
             counted(2, 150)
         );
     }
 
-    #[test]
-    fn nothing_is_counted_when_one_scope_refuses() {
+    #[tokio::test]
+    async fn nothing_is_counted_when_one_scope_refuses() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger(&dir);
         let agent = scope(ModelQuota {
@@ -505,44 +451,70 @@ mod tests {
                 ..ModelQuota::default()
             },
         };
-        let err = ledger.reserve(&[agent, plugin], 6, NOON).err().unwrap();
+        let err = ledger.reserve(&[agent, plugin], 6, NOON).await.err().unwrap();
         assert!(
             matches!(err, ReserveError::Exceeded(e) if e.message.contains("plugins.p.quota.tokens_per_minute"))
         );
         assert_eq!(
-            ledger.usage("agent:a", Window::Day, NOON).unwrap(),
+            ledger.usage("agent:a", Window::Day, NOON).await.unwrap(),
             WindowUsage::default()
         );
     }
 
-    #[test]
-    fn two_connections_to_one_file_never_overspend() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_connections_to_one_file_never_overspend() {
         let dir = tempfile::tempdir().unwrap();
         let ledgers: Vec<QuotaLedger> = (0..4).map(|_| ledger(&dir)).collect();
         let s = scope(ModelQuota {
             calls_per_day: Some(25),
             ..ModelQuota::default()
         });
-        let granted: usize = std::thread::scope(|t| {
-            let handles: Vec<_> = ledgers
-                .iter()
-                .map(|l| {
-                    let s = [s.clone()];
-                    t.spawn(move || {
-                        (0..20)
-                            .filter(|_| match l.reserve(&s, 1, NOON) {
-                                Ok(r) => {
-                                    r.settle(1);
-                                    true
-                                }
-                                Err(_) => false,
-                            })
-                            .count()
-                    })
+        let tasks: Vec<_> = ledgers
+            .into_iter()
+            .map(|l| {
+                let s = [s.clone()];
+                tokio::spawn(async move {
+                    let mut granted = 0;
+                    for _ in 0..20 {
+                        if let Ok(r) = l.reserve(&s, 1, NOON).await {
+                            r.settle(1).await;
+                            granted += 1;
+                        }
+                    }
+                    granted
                 })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
-        });
+            })
+            .collect();
+        let mut granted = 0;
+        for t in tasks {
+            granted += t.await.unwrap();
+        }
         assert_eq!(granted, 25);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_reservation_stops_counting_after_its_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(&dir);
+        let s = [scope(ModelQuota {
+            calls_per_day: Some(1),
+            ..ModelQuota::default()
+        })];
+        // A process that dies between reserving and sending never releases: forget skips it.
+        std::mem::forget(ledger.reserve(&s, 10, NOON).await.unwrap());
+        assert!(ledger.reserve(&s, 10, NOON + 1_000).await.is_err());
+        assert!(
+            ledger
+                .reserve(&s, 10, NOON + RESERVATION_TTL_MS - 1)
+                .await
+                .is_err(),
+            "it counts until its TTL"
+        );
+        ledger
+            .reserve(&s, 10, NOON + RESERVATION_TTL_MS)
+            .await
+            .unwrap()
+            .settle(10)
+            .await;
     }
 }

@@ -123,7 +123,7 @@ impl ModelRouter {
         Ok(ModelRouter {
             config: config.clone(),
             routes,
-            ledger: QuotaLedger::open(store)?,
+            ledger: QuotaLedger::open(&store),
             audit,
         })
     }
@@ -170,35 +170,38 @@ impl ModelRouter {
                     allowed.join(", ")
                 }
             ));
-            return Err(record.refused(Outcome::Failed, error));
+            return Err(record.refused(Outcome::Failed, error).await);
         };
         record.backend = route.backend.kind();
         record.model = route.model.clone();
         if let Err(denial) = caller.grants.check_model(&request.alias) {
-            return Err(record.refused(Outcome::Denied, ModelError::Denied(denial)));
+            return Err(record.refused(Outcome::Denied, ModelError::Denied(denial)).await);
         }
         if let Err(problem) = request.validate() {
-            return Err(record.refused(Outcome::Failed, ModelError::Invalid(problem)));
+            return Err(record.refused(Outcome::Failed, ModelError::Invalid(problem)).await);
         }
         let max_tokens = request.output_limit();
         let reserved = request.reserved_tokens();
         record.reserved_tokens = reserved;
-        let mut reservation = match self.reserve(caller, reserved) {
+        let mut reservation = match self.reserve(caller, reserved).await {
             Ok(r) => r,
             Err(ReserveError::Exceeded(e)) => {
                 let error = ModelError::QuotaExceeded {
                     message: e.message,
                     resets_at_ms: e.resets_at_ms,
                 };
-                return Err(record.refused(Outcome::Denied, error));
+                return Err(record.refused(Outcome::Denied, error).await);
             }
             Err(ReserveError::Store(e)) => {
-                return Err(record.refused(Outcome::Failed, ModelError::Backend(e)));
+                let error = ModelError::Backend(format!(
+                    "cannot reserve the model quota in the state store: {e}"
+                ));
+                return Err(record.refused(Outcome::Failed, error).await);
             }
         };
         // Fail closed: no request goes out that the audit log cannot show was made.
-        if let Err(failure) = record.write_request() {
-            reservation.finish_unanswered();
+        if let Err(failure) = record.write_request().await {
+            reservation.finish_unanswered().await;
             return Err(failure);
         }
         match self
@@ -217,7 +220,7 @@ impl ModelRouter {
                     Some(usage) => (usage, false),
                     None => (estimate_usage(&request, &reply), true),
                 };
-                reservation.settle(usage.total());
+                reservation.settle(usage.total()).await;
                 let completion = Completion {
                     message: reply.message,
                     usage,
@@ -229,24 +232,30 @@ impl ModelRouter {
                     },
                     finish_reason: reply.finish_reason,
                 };
-                record.served(&completion, served.backend.kind(), estimated)?;
+                record
+                    .served(&completion, served.backend.kind(), estimated)
+                    .await?;
                 Ok(completion)
             }
             Err(error) => {
                 // A request that went out counts at what was reserved: the provider may bill it.
-                reservation.finish_unanswered();
-                Err(record.refused(Outcome::Failed, error))
+                reservation.finish_unanswered().await;
+                Err(record.refused(Outcome::Failed, error).await)
             }
         }
     }
 
-    fn reserve(&self, caller: &ModelCaller<'_>, tokens: u64) -> Result<Reservation, ReserveError> {
+    async fn reserve(
+        &self,
+        caller: &ModelCaller<'_>,
+        tokens: u64,
+    ) -> Result<Reservation, ReserveError> {
         let mut scopes = Vec::new();
         scopes.extend(QuotaScope::agent(&self.config, &caller.identity.agent));
         if !caller.plugin.is_empty() {
             scopes.extend(QuotaScope::plugin(&self.config, caller.plugin));
         }
-        self.ledger.reserve(&scopes, tokens, now_ms())
+        self.ledger.reserve(&scopes, tokens, now_ms()).await
     }
 
     /// The alias and then its fallbacks, each once.
@@ -286,7 +295,14 @@ impl ModelRouter {
                 started_any = true;
                 let started = Instant::now();
                 let mut sink = |text: &str| on_event(StreamEvent::Text(text));
-                reservation.mark_spent(true);
+                // Durable before the request goes out: a process that dies mid-request still
+                // counts the call. A store that cannot record it sends nothing.
+                if let Err(e) = reservation.mark_spent(true).await {
+                    return Err(ModelError::Backend(format!(
+                        "cannot record the model quota in the state store, so no request was \
+                         sent: {e}"
+                    )));
+                }
                 let outcome = tokio::time::timeout(
                     route.timeout,
                     route.backend.complete(request, max_tokens, &mut sink),
@@ -302,7 +318,9 @@ impl ModelRouter {
                     Err(failure) => failure,
                 };
                 went_out |= failure.request_went_out();
-                reservation.mark_spent(went_out);
+                if let Err(e) = reservation.mark_spent(went_out).await {
+                    tracing::error!("cannot record the model quota in the state store: {e}");
+                }
                 record.attempt(route, latency, Some(&failure));
                 match next_step(&failure, attempt, has_next) {
                     Step::RetryAfter(wait) => tokio::time::sleep(wait).await,
@@ -553,7 +571,7 @@ impl<'a> CallRecord<'a> {
     }
 
     /// The record of a request about to go out: what is asked of which backend.
-    fn write_request(&mut self) -> Result<(), ModelError> {
+    async fn write_request(&mut self) -> Result<(), ModelError> {
         let detail = json!({
             "phase": "request",
             "alias": self.alias,
@@ -561,7 +579,7 @@ impl<'a> CallRecord<'a> {
             "model": self.model,
             "reserved_tokens": self.reserved_tokens,
         });
-        let result = self.write(Outcome::Allowed, detail);
+        let result = self.write(Outcome::Allowed, detail).await;
         // The outcome record is still owed once the request goes out; if this record failed,
         // nothing goes out and the store would refuse the outcome record as well.
         self.written = result.is_err();
@@ -569,7 +587,7 @@ impl<'a> CallRecord<'a> {
     }
 
     /// Fails when the record cannot be committed: the completion is then withheld.
-    fn served(
+    async fn served(
         &mut self,
         completion: &Completion,
         backend: &'static str,
@@ -584,27 +602,42 @@ impl<'a> CallRecord<'a> {
         detail.insert("tokens_out".into(), json!(completion.usage.output_tokens));
         detail.insert("usage_estimated".into(), json!(estimated));
         detail.insert("finish_reason".into(), json!(completion.finish_reason));
-        self.write(Outcome::Allowed, Value::Object(detail))
+        self.write(Outcome::Allowed, Value::Object(detail)).await
     }
 
     /// The record of a call that ended without an answer; an audit failure replaces `error`.
-    fn refused(&mut self, outcome: Outcome, error: ModelError) -> ModelError {
+    async fn refused(&mut self, outcome: Outcome, error: ModelError) -> ModelError {
         let mut detail = self.base_detail(error.kind());
         detail.insert("served_by".into(), Value::Null);
         detail.insert("error".into(), json!(error.message()));
         if let ModelError::QuotaExceeded { resets_at_ms, .. } = &error {
             detail.insert("resets_at_ms".into(), json!(resets_at_ms));
         }
-        match self.write(outcome, Value::Object(detail)) {
+        match self.write(outcome, Value::Object(detail)).await {
             Ok(()) => error,
             Err(failure) => failure,
         }
     }
 
-    fn write(&mut self, outcome: Outcome, detail: Value) -> Result<(), ModelError> {
+    async fn write(&mut self, outcome: Outcome, detail: Value) -> Result<(), ModelError> {
         self.written = true;
         let detail = detail.to_string();
-        let record = NewRecord {
+        let record = self.record(&detail);
+        self.router
+            .audit
+            .append(&record, outcome)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let failure =
+                    AuditFailure::new(self.router.audit.store_location(), &e.to_string());
+                tracing::error!("{failure}");
+                ModelError::AuditUnavailable(failure.to_string())
+            })
+    }
+
+    fn record<'r>(&'r self, detail: &'r str) -> NewRecord<'r> {
+        NewRecord {
             tenant: &self.identity.tenant,
             agent: &self.identity.agent,
             session: &self.identity.session,
@@ -613,17 +646,8 @@ impl<'a> CallRecord<'a> {
             call_id: &self.identity.call_id,
             capability: "model",
             target: &self.alias,
-            detail: &detail,
-        };
-        self.router
-            .audit
-            .append(&record, outcome)
-            .map(|_| ())
-            .map_err(|e| {
-                let failure = AuditFailure::new(self.router.audit.store_path(), &e);
-                tracing::error!("{failure}");
-                ModelError::AuditUnavailable(failure.to_string())
-            })
+            detail,
+        }
     }
 }
 
@@ -636,8 +660,13 @@ impl Drop for CallRecord<'_> {
                 "error".into(),
                 json!("the caller stopped waiting (its call ran out of time) before the model answered"),
             );
-            // Nobody is left to hand a failure to; `write` has logged it.
-            let _ = self.write(Outcome::Failed, Value::Object(detail));
+            // Nobody is left to wait for the commit or hand a failure to: queued, and a failure
+            // is logged.
+            self.written = true;
+            let detail = Value::Object(detail).to_string();
+            self.router
+                .audit
+                .append_detached(&self.record(&detail), Outcome::Failed);
         }
     }
 }

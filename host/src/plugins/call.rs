@@ -27,7 +27,7 @@ fn hostcall_fuel_exhausted(e: &wasmtime::Error) -> bool {
         .any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
 }
 
-fn new_store(
+async fn new_store(
     engine: &WardenEngine,
     plugin: &str,
     tool: &str,
@@ -37,7 +37,7 @@ fn new_store(
 ) -> Store<CallState> {
     let mut store = Store::new(
         engine.engine(),
-        CallState::new(plugin, tool, identity, limits, grants),
+        CallState::new(plugin, tool, identity, limits, grants).await,
     );
     store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(limits.timeout_ms.div_ceil(EPOCH_TICK_MS) + 1);
@@ -61,7 +61,8 @@ pub(super) async fn list_tools(
         CallIdentity::default(),
         limits,
         CallGrants::none(plugin),
-    );
+    )
+    .await;
     store.set_hostcall_fuel(LIST_TOOLS_FUEL);
     let outcome = tokio::time::timeout(
         Duration::from_millis(limits.timeout_ms) + HOST_WAIT_GRACE,
@@ -134,7 +135,8 @@ pub(super) async fn invoke(
         identity.clone(),
         limits,
         grants.clone(),
-    );
+    )
+    .await;
     store.set_hostcall_fuel(limits.hostcall_fuel());
     let outcome = tokio::time::timeout(
         Duration::from_millis(limits.timeout_ms) + HOST_WAIT_GRACE,

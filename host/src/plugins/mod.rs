@@ -227,6 +227,7 @@ impl Plugin {
         // Fail closed: an output whose call record is not committed is withheld.
         grants
             .audit(&site, "call", &target, outcome, &detail)
+            .await
             .map_err(|failure| CallError::new(ErrorKind::Internal, failure.to_string()))?;
         result
     }

@@ -16,35 +16,11 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use hmac::{KeyInit, Mac};
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::WardenConfig;
-use crate::state::StateStore;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq        INTEGER PRIMARY KEY,
-    at_ms      INTEGER NOT NULL,
-    tenant     TEXT NOT NULL,
-    agent      TEXT NOT NULL,
-    session    TEXT NOT NULL,
-    plugin     TEXT NOT NULL,
-    tool       TEXT NOT NULL,
-    call_id    TEXT NOT NULL,
-    capability TEXT NOT NULL,
-    target     TEXT NOT NULL,
-    outcome    TEXT NOT NULL,
-    detail     TEXT NOT NULL,
-    prev_hash  TEXT NOT NULL,
-    hash       TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-";
+use crate::state::{AuditSealer, AuditStore, StateStore, StoreError};
 
 /// The hash before the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -260,21 +236,20 @@ pub struct ChainBreak {
 /// The audit log in a state store.
 #[derive(Clone)]
 pub struct AuditLog {
-    store: StateStore,
+    store: Arc<dyn AuditStore>,
+    location: Arc<str>,
     /// Shared by every clone, so a key set once after opening signs every writer's records.
     key: Arc<OnceLock<AuditKey>>,
 }
 
 impl AuditLog {
-    /// Opens the log, creating its table on first use.
-    pub fn open(store: StateStore) -> Result<AuditLog, String> {
-        store
-            .with_conn(|c| c.execute_batch(SCHEMA))
-            .map_err(|e| format!("cannot create the audit log: {e}"))?;
-        Ok(AuditLog {
-            store,
+    /// The log in `store` (whose migrations created its table).
+    pub fn open(store: &StateStore) -> AuditLog {
+        AuditLog {
+            store: store.audit(),
+            location: Arc::from(store.location()),
             key: Arc::new(OnceLock::new()),
-        })
+        }
     }
 
     /// Signs every record appended from now on with `key`, and checks signatures in
@@ -288,71 +263,62 @@ impl AuditLog {
     }
 
     /// Opens the log of `config`'s state store, with the audit key the config names.
-    pub fn open_configured(store: StateStore, config: &WardenConfig) -> Result<AuditLog, String> {
-        let log = AuditLog::open(store)?;
+    pub fn open_configured(store: &StateStore, config: &WardenConfig) -> Result<AuditLog, String> {
+        let log = AuditLog::open(store);
         if let Some(key) = AuditKey::from_config(config)? {
             log.use_key(key)?;
         }
         Ok(log)
     }
 
-    /// The database file the log lives in, for messages.
-    pub fn store_path(&self) -> &std::path::Path {
-        self.store.path()
+    /// Where the log is stored (the file, or the URL without password), for messages.
+    pub fn store_location(&self) -> &str {
+        &self.location
     }
 
-    /// Appends one record, chained to the last one, in one transaction.
-    pub fn append(&self, record: &NewRecord<'_>, outcome: Outcome) -> Result<i64, String> {
-        let at_ms = now_ms();
+    /// The function that hashes (or signs) a record once the store has chained it.
+    fn sealer(&self) -> AuditSealer {
+        let key = self.key.clone();
+        Arc::new(move |r: &AuditRecord| record_hash(r, key.get()))
+    }
+
+    fn draft(record: &NewRecord<'_>, outcome: Outcome) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            at_ms: now_ms(),
+            tenant: record.tenant.into(),
+            agent: record.agent.into(),
+            session: record.session.into(),
+            plugin: record.plugin.into(),
+            tool: record.tool.into(),
+            call_id: record.call_id.into(),
+            capability: record.capability.into(),
+            target: record.target.into(),
+            outcome: outcome.as_str().into(),
+            detail: record.detail.into(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// Appends one record, chained to the last one; returns its sequence number once the
+    /// record is durably committed.
+    pub async fn append(&self, record: &NewRecord<'_>, outcome: Outcome) -> Result<i64, StoreError> {
         self.store
-            .with_conn(|conn| {
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let last: Option<(i64, String)> = tx
-                    .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                let (seq, prev_hash) = match last {
-                    Some((seq, hash)) => (seq + 1, hash),
-                    None => (1, GENESIS.to_string()),
-                };
-                let mut full = AuditRecord {
-                    seq,
-                    at_ms,
-                    tenant: record.tenant.into(),
-                    agent: record.agent.into(),
-                    session: record.session.into(),
-                    plugin: record.plugin.into(),
-                    tool: record.tool.into(),
-                    call_id: record.call_id.into(),
-                    capability: record.capability.into(),
-                    target: record.target.into(),
-                    outcome: outcome.as_str().into(),
-                    detail: record.detail.into(),
-                    prev_hash,
-                    hash: String::new(),
-                };
-                full.hash = record_hash(&full, self.key.get());
-                tx.execute(
-                    "INSERT INTO audit_log (seq, at_ms, tenant, agent, session, plugin, tool, call_id, capability, \
-                     target, outcome, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                    params![
-                        full.seq, full.at_ms, full.tenant, full.agent, full.session, full.plugin, full.tool, full.call_id,
-                        full.capability, full.target, full.outcome, full.detail, full.prev_hash, full.hash
-                    ],
-                )?;
-                tx.commit()?;
-                Ok(seq)
-            })
-            .map_err(|e| format!("cannot write the audit log: {e}"))
+            .append(Self::draft(record, outcome), self.sealer())
+            .await
+    }
+
+    /// Queues one record without waiting for its commit, for paths that cannot wait (Drop);
+    /// a failure is logged.
+    pub fn append_detached(&self, record: &NewRecord<'_>, outcome: Outcome) {
+        self.store
+            .append_detached(Self::draft(record, outcome), self.sealer());
     }
 
     /// The last `n` records, oldest first.
-    pub fn tail(&self, n: usize) -> Result<Vec<AuditRecord>, String> {
-        let mut records = self.query(
-            "SELECT * FROM (SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
-            n as i64,
-        )?;
-        records.sort_by_key(|r| r.seq);
-        Ok(records)
+    pub async fn tail(&self, n: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        self.store.tail(n).await
     }
 
     /// Checks every record's hash and link; returns what it found, or the first break.
@@ -362,22 +328,26 @@ impl AuditLog {
     /// be: an unsigned record after a signed one was written by someone without the key. Records
     /// from before the key was configured may be unsigned, but the newest must be signed, or a
     /// whole rewrite without the key would pass.
-    pub fn verify(&self) -> Result<Result<ChainReport, ChainBreak>, String> {
-        let records = self.query("SELECT * FROM audit_log WHERE ?1 >= 0 ORDER BY seq", 0)?;
+    pub async fn verify(&self) -> Result<Result<ChainReport, ChainBreak>, StoreError> {
+        let records = self.store.range(i64::MIN, i64::MAX).await?;
+        Ok(self.verify_records(&records))
+    }
+
+    fn verify_records(&self, records: &[AuditRecord]) -> Result<ChainReport, ChainBreak> {
         let key = self.key.get();
         let mut prev = GENESIS.to_string();
         let mut first_signed: Option<i64> = None;
         let mut signed = 0u64;
         for (expected_seq, r) in (1..).zip(records.iter()) {
-            let broken = |reason: String| Ok(Err(ChainBreak { seq: r.seq, reason }));
+            let broken = |reason: String| Err(ChainBreak { seq: r.seq, reason });
             if r.seq != expected_seq {
-                return Ok(Err(ChainBreak {
+                return Err(ChainBreak {
                     seq: expected_seq,
                     reason: format!(
                         "record {expected_seq} is missing (the next one is {})",
                         r.seq
                     ),
-                }));
+                });
             }
             if r.prev_hash != prev {
                 return broken(
@@ -420,7 +390,7 @@ impl AuditLog {
             prev = r.hash.clone();
         }
         if key.is_some() && first_signed.is_none() && !records.is_empty() {
-            return Ok(Err(ChainBreak {
+            return Err(ChainBreak {
                 seq: 1,
                 reason: format!(
                     "none of the {} records is signed with the audit key: either no call was \
@@ -428,21 +398,18 @@ impl AuditLog {
                      record), or the log was rewritten without the key",
                     records.len()
                 ),
-            }));
+            });
         }
-        Ok(Ok(ChainReport {
+        Ok(ChainReport {
             records: records.len() as u64,
             signed,
             signatures_checked: key.is_some(),
-        }))
+        })
     }
 
     /// The head of the chain now, for a checkpoint: sequence 0 and the genesis hash when empty.
-    pub fn head(&self) -> Result<Checkpoint, String> {
-        let last = self.query(
-            "SELECT * FROM audit_log WHERE ?1 >= 0 ORDER BY seq DESC LIMIT 1",
-            0,
-        )?;
+    pub async fn head(&self) -> Result<Checkpoint, StoreError> {
+        let last = self.store.tail(1).await?;
         let taken_at_ms = now_ms();
         Ok(match last.first() {
             Some(r) => Checkpoint {
@@ -463,8 +430,11 @@ impl AuditLog {
     /// Checks the log against a checkpoint taken earlier: the checkpointed record must still be
     /// there with the same hash. A log that ends before it was cut short; a record that differs
     /// means the chain was rewritten at or before it.
-    pub fn check_checkpoint(&self, cp: &Checkpoint) -> Result<Result<(), ChainBreak>, String> {
-        let head = self.head()?;
+    pub async fn check_checkpoint(
+        &self,
+        cp: &Checkpoint,
+    ) -> Result<Result<(), ChainBreak>, StoreError> {
+        let head = self.head().await?;
         if head.seq < cp.seq {
             return Ok(Err(ChainBreak {
                 seq: head.seq + 1,
@@ -482,7 +452,7 @@ impl AuditLog {
         if cp.seq == 0 {
             return Ok(Ok(()));
         }
-        let found = self.query("SELECT * FROM audit_log WHERE seq = ?1", cp.seq)?;
+        let found = self.store.range(cp.seq, cp.seq).await?;
         match found.first() {
             Some(r) if r.hash == cp.hash => Ok(Ok(())),
             _ => Ok(Err(ChainBreak {
@@ -494,33 +464,6 @@ impl AuditLog {
                 ),
             })),
         }
-    }
-
-    fn query(&self, sql: &str, arg: i64) -> Result<Vec<AuditRecord>, String> {
-        self.store
-            .with_conn(|conn| {
-                let mut stmt = conn.prepare(sql)?;
-                let rows = stmt.query_map([arg], |r| {
-                    Ok(AuditRecord {
-                        seq: r.get("seq")?,
-                        at_ms: r.get("at_ms")?,
-                        tenant: r.get("tenant")?,
-                        agent: r.get("agent")?,
-                        session: r.get("session")?,
-                        plugin: r.get("plugin")?,
-                        tool: r.get("tool")?,
-                        call_id: r.get("call_id")?,
-                        capability: r.get("capability")?,
-                        target: r.get("target")?,
-                        outcome: r.get("outcome")?,
-                        detail: r.get("detail")?,
-                        prev_hash: r.get("prev_hash")?,
-                        hash: r.get("hash")?,
-                    })
-                })?;
-                rows.collect()
-            })
-            .map_err(|e| format!("cannot read the audit log: {e}"))
     }
 }
 
@@ -624,11 +567,21 @@ pub fn append_checkpoint(path: &Path, cp: &Checkpoint) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::state::StateUrl;
+    use rusqlite::params;
 
     fn log() -> (tempfile::TempDir, AuditLog) {
         let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(&StateUrl::Sqlite(dir.path().join("s.db"))).unwrap();
-        (dir, AuditLog::open(store).unwrap())
+        let store = StateStore::open_blocking(&StateUrl::Sqlite(dir.path().join("s.db"))).unwrap();
+        (dir, AuditLog::open(&store))
+    }
+
+    /// A connection of its own to the log's file, as someone tampering with it would open.
+    fn raw(dir: &tempfile::TempDir) -> rusqlite::Connection {
+        rusqlite::Connection::open(dir.path().join("s.db")).unwrap()
+    }
+
+    async fn all(log: &AuditLog) -> Vec<AuditRecord> {
+        log.store.range(i64::MIN, i64::MAX).await.unwrap()
     }
 
     fn rec(target: &str) -> NewRecord<'_> {
@@ -639,15 +592,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_intact_chain_verifies() {
+    #[tokio::test]
+    async fn an_intact_chain_verifies() {
         let (_d, log) = log();
         for t in ["a", "b", "c"] {
-            log.append(&rec(t), Outcome::Allowed).unwrap();
+            log.append(&rec(t), Outcome::Allowed).await.unwrap();
         }
-        assert_eq!(log.verify().unwrap().unwrap().records, 3);
+        assert_eq!(log.verify().await.unwrap().unwrap().records, 3);
         assert_eq!(
-            log.tail(2)
+            log.tail(2).await
                 .unwrap()
                 .iter()
                 .map(|r| r.target.as_str())
@@ -656,58 +609,52 @@ mod tests {
         );
     }
 
-    #[test]
-    fn updates_and_deletes_are_refused() {
-        let (_d, log) = log();
-        log.append(&rec("a"), Outcome::Allowed).unwrap();
-        let err = log
-            .store
-            .with_conn(|c| c.execute("UPDATE audit_log SET outcome = 'x'", []))
+    #[tokio::test]
+    async fn updates_and_deletes_are_refused() {
+        let (d, log) = log();
+        log.append(&rec("a"), Outcome::Allowed).await.unwrap();
+        let err = raw(&d)
+            .call_with(|c| c.execute("UPDATE audit_log SET outcome = 'x'", []))
             .unwrap_err();
         assert!(err.to_string().contains("append-only"));
         assert!(
-            log.store
-                .with_conn(|c| c.execute("DELETE FROM audit_log", []))
+            raw(&d).call_with(|c| c.execute("DELETE FROM audit_log", []))
                 .is_err()
         );
     }
 
-    #[test]
-    fn an_edited_record_is_named() {
-        let (_d, log) = log();
+    #[tokio::test]
+    async fn an_edited_record_is_named() {
+        let (d, log) = log();
         for t in ["a", "b", "c"] {
-            log.append(&rec(t), Outcome::Denied).unwrap();
+            log.append(&rec(t), Outcome::Denied).await.unwrap();
         }
-        log.store
-            .with_conn(|c| c.execute_batch("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET outcome = 'allowed' WHERE seq = 2;"))
+        raw(&d).call_with(|c| c.execute_batch("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET outcome = 'allowed' WHERE seq = 2;"))
             .unwrap();
-        let broken = log.verify().unwrap().unwrap_err();
+        let broken = log.verify().await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 2);
     }
 
-    #[test]
-    fn a_deleted_record_is_named() {
-        let (_d, log) = log();
+    #[tokio::test]
+    async fn a_deleted_record_is_named() {
+        let (d, log) = log();
         for t in ["a", "b", "c"] {
-            log.append(&rec(t), Outcome::Allowed).unwrap();
+            log.append(&rec(t), Outcome::Allowed).await.unwrap();
         }
-        log.store
-            .with_conn(|c| {
+        raw(&d).call_with(|c| {
                 c.execute_batch(
                     "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE seq = 2;",
                 )
             })
             .unwrap();
-        assert_eq!(log.verify().unwrap().unwrap_err().seq, 2);
+        assert_eq!(log.verify().await.unwrap().unwrap_err().seq, 2);
     }
 
     /// Rewrites the log as an attacker who can write the store but has no key would: drops
     /// the triggers, deletes `victims`, renumbers the rest and rehashes from the first change
     /// with plain sha256.
-    fn rewrite_without_key(log: &AuditLog, victims: &[i64]) {
-        let mut records = log
-            .query("SELECT * FROM audit_log WHERE ?1 >= 0 ORDER BY seq", 0)
-            .unwrap();
+    async fn rewrite_without_key(log: &AuditLog, d: &tempfile::TempDir, victims: &[i64]) {
+        let mut records = all(log).await;
         let first = *victims.iter().min().unwrap();
         records.retain(|r| !victims.contains(&r.seq));
         let mut prev = GENESIS.to_string();
@@ -719,8 +666,7 @@ mod tests {
             }
             prev = r.hash.clone();
         }
-        log.store
-            .with_conn(|c| {
+        raw(d).call_with(|c| {
                 c.execute_batch(
                     "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log;",
                 )?;
@@ -745,11 +691,10 @@ mod tests {
     /// The same store opened again, as a later `warden audit verify` would, with or without the
     /// key.
     fn reopen(log: &AuditLog, key: Option<AuditKey>) -> AuditLog {
-        let again = AuditLog::open(log.store.clone()).unwrap();
-        // A fresh cell: the clone above shares the store, not the key.
+        // A fresh cell: the same store, not the key.
         let again = AuditLog {
             key: Arc::new(OnceLock::new()),
-            ..again
+            ..log.clone()
         };
         if let Some(key) = key {
             again.use_key(key).unwrap();
@@ -757,21 +702,18 @@ mod tests {
         again
     }
 
-    #[test]
-    fn an_edited_record_rehashed_with_the_next_link_fixed_is_caught() {
-        let (_d, log) = log();
+    #[tokio::test]
+    async fn an_edited_record_rehashed_with_the_next_link_fixed_is_caught() {
+        let (d, log) = log();
         for t in ["a", "b", "c", "d"] {
-            log.append(&rec(t), Outcome::Denied).unwrap();
+            log.append(&rec(t), Outcome::Denied).await.unwrap();
         }
-        let mut records = log
-            .query("SELECT * FROM audit_log WHERE ?1 >= 0 ORDER BY seq", 0)
-            .unwrap();
+        let mut records = all(&log).await;
         // Record 2 says "allowed" now, with a hash that fits, and record 3 links to it.
         records[1].outcome = "allowed".into();
         records[1].hash = record_hash(&records[1], None);
         records[2].prev_hash = records[1].hash.clone();
-        log.store
-            .with_conn(|c| {
+        raw(&d).call_with(|c| {
                 c.execute_batch("DROP TRIGGER audit_log_no_update;")?;
                 for r in &records[1..3] {
                     c.execute(
@@ -782,55 +724,55 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        let broken = log.verify().unwrap().unwrap_err();
+        let broken = log.verify().await.unwrap().unwrap_err();
         // Record 3's hash covers the link it was written with, so the changed link shows there.
         assert_eq!(broken.seq, 3, "{broken:?}");
         assert!(broken.reason.contains("record 2"), "{broken:?}");
     }
 
-    #[test]
-    fn signed_records_verify_with_the_key_and_link_without_it() {
+    #[tokio::test]
+    async fn signed_records_verify_with_the_key_and_link_without_it() {
         let (_d, log) = log();
         log.use_key(key(7)).unwrap();
         for t in ["a", "b", "c"] {
-            log.append(&rec(t), Outcome::Allowed).unwrap();
+            log.append(&rec(t), Outcome::Allowed).await.unwrap();
         }
-        let report = log.verify().unwrap().unwrap();
+        let report = log.verify().await.unwrap().unwrap();
         assert_eq!((report.records, report.signed), (3, 3));
         assert!(report.signatures_checked);
-        assert!(log.tail(1).unwrap()[0].hash.starts_with(SIGNED_PREFIX));
-        let plain = reopen(&log, None).verify().unwrap().unwrap();
+        assert!(log.tail(1).await.unwrap()[0].hash.starts_with(SIGNED_PREFIX));
+        let plain = reopen(&log, None).verify().await.unwrap().unwrap();
         assert_eq!((plain.records, plain.signed), (3, 3));
         assert!(!plain.signatures_checked);
     }
 
-    #[test]
-    fn a_rewrite_without_the_key_passes_plain_verify_but_not_the_keyed_one() {
-        let (_d, log) = log();
+    #[tokio::test]
+    async fn a_rewrite_without_the_key_passes_plain_verify_but_not_the_keyed_one() {
+        let (d, log) = log();
         log.use_key(key(7)).unwrap();
         for t in ["a", "b", "c", "d", "e"] {
-            log.append(&rec(t), Outcome::Allowed).unwrap();
+            log.append(&rec(t), Outcome::Allowed).await.unwrap();
         }
-        rewrite_without_key(&log, &[3]);
+        rewrite_without_key(&log, &d, &[3]).await;
         assert_eq!(
-            reopen(&log, None).verify().unwrap().unwrap().records,
+            reopen(&log, None).verify().await.unwrap().unwrap().records,
             4,
             "without the key the rewrite is not visible"
         );
-        let broken = log.verify().unwrap().unwrap_err();
+        let broken = log.verify().await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 3, "{broken:?}");
         assert!(broken.reason.contains("not signed"), "{broken:?}");
     }
 
-    #[test]
-    fn a_whole_rewrite_without_the_key_is_caught() {
-        let (_d, log) = log();
+    #[tokio::test]
+    async fn a_whole_rewrite_without_the_key_is_caught() {
+        let (d, log) = log();
         log.use_key(key(7)).unwrap();
         for t in ["a", "b", "c"] {
-            log.append(&rec(t), Outcome::Allowed).unwrap();
+            log.append(&rec(t), Outcome::Allowed).await.unwrap();
         }
-        rewrite_without_key(&log, &[1]);
-        let broken = log.verify().unwrap().unwrap_err();
+        rewrite_without_key(&log, &d, &[1]).await;
+        let broken = log.verify().await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 1, "{broken:?}");
         assert!(
             broken.reason.contains("none of the 2 records"),
@@ -838,35 +780,35 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_record_signed_with_another_key_is_named() {
+    #[tokio::test]
+    async fn a_record_signed_with_another_key_is_named() {
         let (_d, log) = log();
         log.use_key(key(7)).unwrap();
         for t in ["a", "b"] {
-            log.append(&rec(t), Outcome::Allowed).unwrap();
+            log.append(&rec(t), Outcome::Allowed).await.unwrap();
         }
-        let broken = reopen(&log, Some(key(8))).verify().unwrap().unwrap_err();
+        let broken = reopen(&log, Some(key(8))).verify().await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 1, "{broken:?}");
         assert!(broken.reason.contains("signature"), "{broken:?}");
     }
 
-    #[test]
-    fn records_from_before_the_key_may_be_unsigned() {
+    #[tokio::test]
+    async fn records_from_before_the_key_may_be_unsigned() {
         let (_d, log) = log();
-        log.append(&rec("old"), Outcome::Allowed).unwrap();
+        log.append(&rec("old"), Outcome::Allowed).await.unwrap();
         let keyed = reopen(&log, Some(key(7)));
-        let broken = keyed.verify().unwrap().unwrap_err();
+        let broken = keyed.verify().await.unwrap().unwrap_err();
         assert!(
             broken.reason.contains("no call was audited since"),
             "{broken:?}"
         );
-        keyed.append(&rec("new"), Outcome::Allowed).unwrap();
-        let report = keyed.verify().unwrap().unwrap();
+        keyed.append(&rec("new"), Outcome::Allowed).await.unwrap();
+        let report = keyed.verify().await.unwrap().unwrap();
         assert_eq!((report.records, report.signed), (2, 1));
     }
 
-    #[test]
-    fn a_second_key_is_refused() {
+    #[tokio::test]
+    async fn a_second_key_is_refused() {
         let (_d, log) = log();
         log.use_key(key(7)).unwrap();
         assert!(log.use_key(key(7)).is_ok());
@@ -874,58 +816,57 @@ mod tests {
         assert!(AuditKey::new(b"short").unwrap_err().contains("at least 32"));
     }
 
-    #[test]
-    fn a_checkpoint_catches_a_log_cut_short() {
-        let (_d, log) = log();
+    #[tokio::test]
+    async fn a_checkpoint_catches_a_log_cut_short() {
+        let (d, log) = log();
         for t in ["a", "b", "c", "d"] {
-            log.append(&rec(t), Outcome::Allowed).unwrap();
+            log.append(&rec(t), Outcome::Allowed).await.unwrap();
         }
-        let cp = log.head().unwrap();
+        let cp = log.head().await.unwrap();
         assert_eq!(cp.seq, 4);
-        assert_eq!(log.check_checkpoint(&cp).unwrap(), Ok(()));
-        log.store
-            .with_conn(|c| {
+        assert_eq!(log.check_checkpoint(&cp).await.unwrap(), Ok(()));
+        raw(&d).call_with(|c| {
                 c.execute_batch(
                     "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE seq >= 3;",
                 )
             })
             .unwrap();
         assert!(
-            log.verify().unwrap().is_ok(),
+            log.verify().await.unwrap().is_ok(),
             "the chain alone cannot see it"
         );
-        let broken = log.check_checkpoint(&cp).unwrap().unwrap_err();
+        let broken = log.check_checkpoint(&cp).await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 3, "{broken:?}");
         assert!(broken.reason.contains("cut short"), "{broken:?}");
     }
 
-    #[test]
-    fn a_checkpoint_catches_a_rewritten_chain() {
-        let (_d, log) = log();
+    #[tokio::test]
+    async fn a_checkpoint_catches_a_rewritten_chain() {
+        let (d, log) = log();
         for t in ["a", "b", "c", "d"] {
-            log.append(&rec(t), Outcome::Allowed).unwrap();
+            log.append(&rec(t), Outcome::Allowed).await.unwrap();
         }
-        let cp = log.head().unwrap();
-        log.append(&rec("e"), Outcome::Allowed).unwrap();
-        rewrite_without_key(&log, &[2]);
-        log.append(&rec("f"), Outcome::Allowed).unwrap();
+        let cp = log.head().await.unwrap();
+        log.append(&rec("e"), Outcome::Allowed).await.unwrap();
+        rewrite_without_key(&log, &d, &[2]).await;
+        log.append(&rec("f"), Outcome::Allowed).await.unwrap();
         assert!(
-            log.verify().unwrap().is_ok(),
+            log.verify().await.unwrap().is_ok(),
             "the chain alone cannot see it"
         );
-        let broken = log.check_checkpoint(&cp).unwrap().unwrap_err();
+        let broken = log.check_checkpoint(&cp).await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 4, "{broken:?}");
         assert!(broken.reason.contains("rewritten"), "{broken:?}");
     }
 
-    #[test]
-    fn checkpoints_round_trip_through_their_file() {
+    #[tokio::test]
+    async fn checkpoints_round_trip_through_their_file() {
         let (dir, log) = log();
-        log.append(&rec("a"), Outcome::Allowed).unwrap();
+        log.append(&rec("a"), Outcome::Allowed).await.unwrap();
         let path = dir.path().join("checkpoints.jsonl");
-        append_checkpoint(&path, &log.head().unwrap()).unwrap();
-        log.append(&rec("b"), Outcome::Allowed).unwrap();
-        append_checkpoint(&path, &log.head().unwrap()).unwrap();
+        append_checkpoint(&path, &log.head().await.unwrap()).unwrap();
+        log.append(&rec("b"), Outcome::Allowed).await.unwrap();
+        append_checkpoint(&path, &log.head().await.unwrap()).unwrap();
         let read = read_checkpoints(&path).unwrap();
         assert_eq!(read.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
         std::fs::write(&path, "{\"seq\": 1}\n").unwrap();
@@ -952,5 +893,18 @@ mod tests {
             err.contains("state.audit_key_file") && err.contains("at least 32"),
             "{err}"
         );
+    }
+}
+
+/// Runs a closure on a raw connection, for the tamper tests.
+#[cfg(test)]
+trait CallWith {
+    fn call_with<T>(self, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T>;
+}
+
+#[cfg(test)]
+impl CallWith for rusqlite::Connection {
+    fn call_with<T>(mut self, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        f(&mut self)
     }
 }

@@ -153,7 +153,7 @@ pub struct CallState {
 
 impl CallState {
     /// A fresh state for one call, with the directories its grants open and nothing else.
-    pub fn new(
+    pub async fn new(
         plugin: &str,
         tool: &str,
         identity: CallIdentity,
@@ -175,6 +175,7 @@ impl CallState {
                 tool,
             },
         )
+        .await
         .err();
         let wasi = builder.build();
         let mut table = ResourceTable::new();
@@ -224,7 +225,7 @@ impl CallState {
     /// Records a capability use or denial of this call in the audit log. On a failure the use
     /// must be refused; the failure is also kept, so the call's result is withheld.
     #[must_use = "a capability use whose audit record was not committed must be refused"]
-    pub(crate) fn audit(
+    pub(crate) async fn audit(
         &mut self,
         capability: &str,
         target: &str,
@@ -243,7 +244,8 @@ impl CallState {
         };
         let result = self
             .grants
-            .audit(&site, capability, target, outcome, detail);
+            .audit(&site, capability, target, outcome, detail)
+            .await;
         if let Err(failure) = &result {
             self.audit_failure.get_or_insert_with(|| failure.clone());
         }

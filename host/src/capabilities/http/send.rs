@@ -148,17 +148,31 @@ impl Failure {
 impl GateCall {
     /// Records one request's outcome; a record that cannot be committed is kept as the call's
     /// audit failure, so the call's result is withheld.
-    fn audit(&self, url: &str, outcome: Outcome, detail: &str) -> Result<(), AuditFailure> {
+    async fn audit(&self, url: &str, outcome: Outcome, detail: &str) -> Result<(), AuditFailure> {
         let site = CallSite {
             identity: &self.identity,
             plugin: &self.plugin,
             tool: &self.tool,
         };
-        let result = self.grants.audit(&site, CAPABILITY, url, outcome, detail);
+        let result = self
+            .grants
+            .audit(&site, CAPABILITY, url, outcome, detail)
+            .await;
         if let Err(failure) = &result {
             let _ = self.audit_failure.set(failure.clone());
         }
         result
+    }
+
+    /// Queues one request's outcome without waiting (from a poll, which cannot wait).
+    fn audit_detached(&self, url: &str, outcome: Outcome, detail: &str) {
+        let site = CallSite {
+            identity: &self.identity,
+            plugin: &self.plugin,
+            tool: &self.tool,
+        };
+        self.grants
+            .audit_detached(&site, CAPABILITY, url, outcome, detail);
     }
 
     /// Checks, sends and audits one request.
@@ -173,7 +187,7 @@ impl GateCall {
             Err(denial) => {
                 tracing::warn!(plugin = %self.plugin, "outbound HTTP refused: {denial}");
                 // Refused either way; a failure to record it is kept and withholds the result.
-                let _ = self.audit(&url, Outcome::Denied, &denial);
+                let _ = self.audit(&url, Outcome::Denied, &denial).await;
                 return Err(Error::HttpRequestDenied);
             }
         };
@@ -188,7 +202,7 @@ impl GateCall {
                     if outcome == Outcome::Denied {
                         tracing::warn!(plugin = %self.plugin, "outbound HTTP refused: {}", failure.detail);
                     }
-                    let _ = self.audit(&url, outcome, &failure.detail);
+                    let _ = self.audit(&url, outcome, &failure.detail).await;
                 }
                 Err(failure.error)
             }
@@ -309,19 +323,22 @@ impl GateCall {
         }
         // 4. Fail closed: the record is committed before any byte goes out.
         let method = request.method().clone();
-        if let Err(failure) = self.audit(
-            url,
-            Outcome::Allowed,
-            &format!(
-                "{method} via source `{}` to {}",
-                source.name,
-                addresses
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ) {
+        if let Err(failure) = self
+            .audit(
+                url,
+                Outcome::Allowed,
+                &format!(
+                    "{method} via source `{}` to {}",
+                    source.name,
+                    addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .await
+        {
             return Err(Failure {
                 error: Error::InternalError(Some(failure.to_string())),
                 detail: failure.to_string(),
@@ -618,10 +635,10 @@ impl CappedBody {
     fn fail(&mut self, error: Error, detail: String) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         self.done = true;
         self.inner = None;
-        let _ = self
-            .watch
+        // Inside a poll: the record is queued, not waited for.
+        self.watch
             .call
-            .audit(&self.watch.url, Outcome::Failed, &detail);
+            .audit_detached(&self.watch.url, Outcome::Failed, &detail);
         Poll::Ready(Some(Err(error)))
     }
 }

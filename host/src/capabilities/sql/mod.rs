@@ -284,18 +284,19 @@ impl CallState {
 
     /// Commits the record of a statement about to run. A statement whose record cannot be
     /// committed must not run: the error (naming the audit store) is what the plugin gets.
-    fn audit_before(&mut self, source: &str, what: &str) -> Result<(), DataError> {
+    async fn audit_before(&mut self, source: &str, what: &str) -> Result<(), DataError> {
         self.audit("sql", source, Outcome::Allowed, what)
+            .await
             .map_err(|failure| DataError::Failed(failure.to_string()))
     }
 
     /// Adds what went wrong to the record of a statement that was refused or failed, and
     /// returns the error the plugin gets: the statement's own, or, if even this record cannot
     /// be committed, the audit store's (the call's output is then withheld anyway).
-    fn audit_error(&mut self, source: &str, what: &str, error: DataError) -> DataError {
+    async fn audit_error(&mut self, source: &str, what: &str, error: DataError) -> DataError {
         let (outcome, why) = error_outcome(&error);
         let detail = format!("{what} — {why}");
-        match self.audit("sql", source, outcome, &detail) {
+        match self.audit("sql", source, outcome, &detail).await {
             Ok(()) => error,
             Err(failure) => DataError::Failed(failure.to_string()),
         }
@@ -310,7 +311,7 @@ impl HostSql for CallState {
             Ok(access) => access,
             Err(denial) => {
                 let error = DataError::Denied(denial);
-                return Ok(Err(self.audit_error(&source, "open", error)));
+                return Ok(Err(self.audit_error(&source, "open", error).await));
             }
         };
         let configured = self
@@ -323,7 +324,7 @@ impl HostSql for CallState {
             let reason =
                 format!("SQL source `{source}` is granted but was not prepared by this host");
             let error = DataError::Failed(reason);
-            return Ok(Err(self.audit_error(&source, "open", error)));
+            return Ok(Err(self.audit_error(&source, "open", error).await));
         };
         if open_handles(&mut self.table) >= MAX_SQL_HANDLES_PER_CALL {
             let error = DataError::Denied(format!(
@@ -331,14 +332,17 @@ impl HostSql for CallState {
                  one call may hold: drop a handle before opening another (one handle runs any \
                  number of statements)"
             ));
-            return Ok(Err(self.audit_error(&source, "open", error)));
+            return Ok(Err(self.audit_error(&source, "open", error).await));
         }
-        if let Err(failure) = self.audit(
-            "sql",
-            &source,
-            Outcome::Allowed,
-            &format!("open ({})", access.suffix()),
-        ) {
+        if let Err(failure) = self
+            .audit(
+                "sql",
+                &source,
+                Outcome::Allowed,
+                &format!("open ({})", access.suffix()),
+            )
+            .await
+        {
             return Ok(Err(DataError::Failed(failure.to_string())));
         }
         let handle = self.ctx().table.push(SqlHandle { source: configured })?;
@@ -353,11 +357,14 @@ impl HostSql for CallState {
     ) -> wasmtime::Result<Result<QueryResult, DataError>> {
         let source = self.sql_source(&sql)?;
         let what = format!("query: {}", audited_statement(&statement));
-        if let Err(error) = self.audit_before(&source.name, &what) {
+        if let Err(error) = self.audit_before(&source.name, &what).await {
             return Ok(Err(error));
         }
         let result = source.query(statement, params).await;
-        Ok(result.map_err(|e| self.audit_error(&source.name, &what, e)))
+        Ok(match result {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self.audit_error(&source.name, &what, e).await),
+        })
     }
 
     async fn execute(
@@ -371,13 +378,16 @@ impl HostSql for CallState {
         // Checked at each write, not at open: any granted source opens, for reading.
         if let Err(denial) = self.grants.rights.check_sql(&source.name, true) {
             let error = DataError::Denied(denial);
-            return Ok(Err(self.audit_error(&source.name, &what, error)));
+            return Ok(Err(self.audit_error(&source.name, &what, error).await));
         }
-        if let Err(error) = self.audit_before(&source.name, &what) {
+        if let Err(error) = self.audit_before(&source.name, &what).await {
             return Ok(Err(error));
         }
         let result = source.execute(statement, params).await;
-        Ok(result.map_err(|e| self.audit_error(&source.name, &what, e)))
+        Ok(match result {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self.audit_error(&source.name, &what, e).await),
+        })
     }
 
     async fn drop(&mut self, sql: Resource<Sql>) -> wasmtime::Result<()> {

@@ -1,0 +1,333 @@
+//! The embedded SQLite store: one file in WAL mode with `synchronous = FULL`, so a committed
+//! record survives power loss.
+//!
+//! No connection is ever locked on a tokio worker. Every write runs on one **writer thread**,
+//! fed by a channel: it takes everything queued, runs each item inside its own savepoint (one
+//! failing item is rolled back alone) and commits them all in one transaction, one fsync for
+//! the lot (group commit). Other processes on the same file take turns through SQLite's write
+//! lock; the writer waits for it up to [`BUSY_TIMEOUT_MS`] and the items then fail as
+//! [`StoreError::Busy`], so a store held by someone else refuses quickly (fail closed). Reads
+//! run on a few read connections on the blocking pool.
+
+mod audit;
+pub mod migrations;
+mod quota;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::{BUSY_TIMEOUT_MS, Migration, StoreError, latest_version};
+
+/// The most writes one group commit takes from the queue.
+const MAX_BATCH: usize = 512;
+/// Read connections kept open between reads.
+const IDLE_READERS: usize = 4;
+
+/// One queued write: run inside the batch's transaction, then told how the commit went.
+trait QueuedWrite: Send {
+    /// Runs the write; whether it succeeded (a failed one is rolled back to its savepoint).
+    fn run(&mut self, tx: &Transaction<'_>) -> bool;
+    /// Reports the result: the commit's error if it failed, else the write's own result.
+    fn finish(self: Box<Self>, commit: Option<&StoreError>);
+}
+
+struct Write<T, F, D> {
+    f: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    done: D,
+}
+
+impl<T, F, D> QueuedWrite for Write<T, F, D>
+where
+    T: Send,
+    F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send,
+    D: FnOnce(Result<T, StoreError>) + Send,
+{
+    fn run(&mut self, tx: &Transaction<'_>) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(tx))).unwrap_or_else(|_| {
+            Err(StoreError::Database(
+                "a state store write panicked; it was rolled back".into(),
+            ))
+        });
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Option<&StoreError>) {
+        let this = *self;
+        (this.done)(match (commit, this.result) {
+            (Some(e), _) => Err(e.clone()),
+            (None, Some(result)) => result,
+            (None, None) => Err(StoreError::Closed),
+        })
+    }
+}
+
+type Job = Box<dyn QueuedWrite>;
+
+/// The SQLite backend: the writer thread's queue and the read connections.
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the store file at `path`, and starts its writer.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot create the state folder {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let mut conn = open_connection(path, false)?;
+        migrate(&mut conn, migrations::MIGRATIONS).map_err(|e| match e {
+            StoreError::SchemaTooNew { .. } => e,
+            other => StoreError::Unavailable(format!(
+                "cannot prepare the state store {}: {other}",
+                path.display()
+            )),
+        })?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("warden-state-writer".into())
+            .spawn(move || run_writer(conn, queue))
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the state store's writer: {e}"))
+            })?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            jobs,
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the writer thread, inside a savepoint of the next group commit, and returns
+    /// its result once that commit is durable. An error from `f` rolls back `f`'s changes only.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.enqueue(f, move |result| {
+            let _ = tx.send(result);
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `f` like [`SqliteStore::write`] without waiting: `done` gets its result.
+    pub fn enqueue<T, F>(
+        &self,
+        f: F,
+        done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let job: Job = Box::new(Write {
+            f: Some(f),
+            result: None,
+            done,
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs `f` on a read connection, on the blocking pool. It sees the last committed state.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.take_reader()?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&conn);
+            (conn, result)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("a state store read failed: {e}")))?;
+        let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        Ok(result?)
+    }
+
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        let idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => open_connection(&self.path, true),
+        }
+    }
+}
+
+/// Opens one connection to the store file, never through a symbolic link.
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    // A plugin with a read-write directory grant over the store's folder could replace the file
+    // with a link to something else; the store is never opened through one.
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW
+    } else {
+        OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        if path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            StoreError::Unavailable(format!(
+                "cannot open the state store {}: it is a symbolic link, which Warden does not \
+                 follow; point [state] url at the database file itself",
+                path.display()
+            ))
+        } else {
+            StoreError::Unavailable(format!(
+                "cannot open the state store {}: {e}",
+                path.display()
+            ))
+        }
+    })?;
+    let pragmas = if read_only {
+        format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};")
+    } else {
+        format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"
+        )
+    };
+    conn.execute_batch(&pragmas).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot configure the state store {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(conn)
+}
+
+/// The schema version recorded in the store; 0 for a new (or pre-migration) store.
+fn schema_version(conn: &Connection) -> Result<u32, StoreError> {
+    let has_table: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'warden_schema'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if has_table.is_none() {
+        return Ok(0);
+    }
+    let v: Option<i64> = conn.query_row("SELECT MAX(version) FROM warden_schema", [], |r| r.get(0))?;
+    Ok(v.unwrap_or(0).max(0) as u32)
+}
+
+/// Applies the migrations the store lacks, in one transaction; refuses a newer store.
+pub(crate) fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<(), StoreError> {
+    let binary = latest_version(migrations);
+    // A read first: an up-to-date store needs no write lock, so opening works while another
+    // process holds the store (its uses are then refused one by one, not the whole start).
+    let found = schema_version(conn)?;
+    if found > binary {
+        return Err(StoreError::SchemaTooNew {
+            store: found,
+            binary,
+        });
+    }
+    if found == binary {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS warden_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)",
+    )?;
+    // Read again under the lock: another process may have migrated meanwhile.
+    let current = schema_version(&tx)?;
+    if current > binary {
+        return Err(StoreError::SchemaTooNew {
+            store: current,
+            binary,
+        });
+    }
+    for m in migrations.iter().filter(|m| m.version > current) {
+        tx.execute_batch(m.sql).map_err(|e| {
+            StoreError::Database(format!("migration {} ({}) failed: {e}", m.version, m.name))
+        })?;
+        tx.execute(
+            "INSERT INTO warden_schema (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+            rusqlite::params![m.version, m.name, crate::state::now_ms() as i64],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The writer thread: group commits until every sender is gone.
+fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, batch);
+    }
+}
+
+fn commit_batch(conn: &mut Connection, mut batch: Vec<Job>) {
+    // BEGIN IMMEDIATE takes the write lock now, waiting for other processes up to the busy
+    // timeout (SQLite retries SQLITE_BUSY itself within it).
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let error = StoreError::from(e);
+            for job in batch {
+                job.finish(Some(&error));
+            }
+            return;
+        }
+    };
+    let mut failed: Vec<Option<StoreError>> = Vec::with_capacity(batch.len());
+    for job in &mut batch {
+        // Each write in its own savepoint: one that fails is undone alone, the rest commit.
+        if let Err(e) = tx.execute_batch("SAVEPOINT item") {
+            failed.push(Some(StoreError::from(e)));
+            continue;
+        }
+        let ok = job.run(&tx);
+        let end = if ok {
+            "RELEASE item"
+        } else {
+            "ROLLBACK TO item; RELEASE item"
+        };
+        failed.push(tx.execute_batch(end).err().map(StoreError::from));
+    }
+    let commit = tx.commit().err().map(StoreError::from);
+    for (job, own) in batch.into_iter().zip(failed) {
+        job.finish(commit.as_ref().or(own.as_ref()));
+    }
+}
