@@ -119,7 +119,9 @@ pub(crate) struct LeaseRow {
 impl LeaseRow {
     /// The holder, if the lease is held and has not lapsed at `now_ms`.
     fn live_holder(&self, now_ms: u64) -> Option<&str> {
-        self.holder.as_deref().filter(|_| self.expires_at_ms > now_ms)
+        self.holder
+            .as_deref()
+            .filter(|_| self.expires_at_ms > now_ms)
     }
 }
 

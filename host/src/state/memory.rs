@@ -283,7 +283,10 @@ mod tests {
         assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
         assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
         assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
-        assert_eq!(prefix_upper_bound("x\u{D7FF}").as_deref(), Some("x\u{E000}"));
+        assert_eq!(
+            prefix_upper_bound("x\u{D7FF}").as_deref(),
+            Some("x\u{E000}")
+        );
         for key in ["ab", "ab\u{10FFFF}", "abzzz", "ab\u{0}"] {
             assert!(key.as_bytes() < prefix_upper_bound("ab").unwrap().as_bytes());
         }

@@ -199,7 +199,11 @@ pub(crate) fn page(found: &mut Vec<Session>, limit: u32) -> SessionPage {
     let more = found.len() > limit as usize;
     found.truncate(limit as usize);
     SessionPage {
-        next_cursor: if more { found.last().map(|s| s.id) } else { None },
+        next_cursor: if more {
+            found.last().map(|s| s.id)
+        } else {
+            None
+        },
         sessions: std::mem::take(found),
     }
 }

@@ -17,9 +17,7 @@ use crate::state::journal::{
 use crate::state::leases::{FencingToken, Lease, MAX_LEASE_TTL};
 use crate::state::memory::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Namespace, Writer};
 use crate::state::postgres::PgStore;
-use crate::state::sessions::{
-    MAX_NAME_BYTES, Session, SessionId, SessionQuery, SessionStatus,
-};
+use crate::state::sessions::{MAX_NAME_BYTES, Session, SessionId, SessionQuery, SessionStatus};
 use crate::state::sqlite::SqliteStore;
 use crate::state::testing::PgTestSchema;
 
@@ -128,10 +126,7 @@ fn step(task: Uuid, kind: StepKind, n: u64) -> NewStep {
 
 async fn leased(s: &Store) -> (Session, Lease) {
     let session = s.create_session(T, "researcher").await.unwrap();
-    let lease = s
-        .acquire_lease(T, session.id, "host-a", TTL)
-        .await
-        .unwrap();
+    let lease = s.acquire_lease(T, session.id, "host-a", TTL).await.unwrap();
     (session, lease)
 }
 
@@ -209,9 +204,15 @@ async fn another_tenants_session_is_not_found(s: Store) {
     ));
     assert!(not_found(s.current_lease(OTHER, id).await.map(|_| ())));
     assert!(not_found(
-        s.append_steps(OTHER, id, 0, lease.token, &[step(Uuid::now_v7(), StepKind::TaskStarted, 0)])
-            .await
-            .map(|_| ())
+        s.append_steps(
+            OTHER,
+            id,
+            0,
+            lease.token,
+            &[step(Uuid::now_v7(), StepKind::TaskStarted, 0)]
+        )
+        .await
+        .map(|_| ())
     ));
     assert!(not_found(
         s.put_memory(OTHER, &Namespace::Session(id), "k", "1", None, &writer())
@@ -245,9 +246,15 @@ async fn deleting_a_session_removes_its_journal_memory_and_lease(s: Store) {
     let (session, lease) = leased(&s).await;
     let keep = s.create_session(T, "researcher").await.unwrap();
     let task = Uuid::now_v7();
-    s.append_steps(T, session.id, 0, lease.token, &[step(task, StepKind::TaskStarted, 0)])
-        .await
-        .unwrap();
+    s.append_steps(
+        T,
+        session.id,
+        0,
+        lease.token,
+        &[step(task, StepKind::TaskStarted, 0)],
+    )
+    .await
+    .unwrap();
     let private = Namespace::Session(session.id);
     let agent = Namespace::Agent("researcher".into());
     s.put_memory(T, &private, "k", "1", None, &writer())
@@ -267,11 +274,20 @@ async fn deleting_a_session_removes_its_journal_memory_and_lease(s: Store) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(s.get_memory(T, &private, "k").await.unwrap(), None);
-    assert!(s.list_memory(T, &private, "", None, 0).await.unwrap().entries.is_empty());
+    assert!(
+        s.list_memory(T, &private, "", None, 0)
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
     // What was not only the session's stays.
     let kept = s.get_memory(T, &Namespace::Session(keep.id), "k").await;
     assert_eq!(kept.unwrap().unwrap().value, "2");
-    assert_eq!(s.get_memory(T, &agent, "k").await.unwrap().unwrap().value, "3");
+    assert_eq!(
+        s.get_memory(T, &agent, "k").await.unwrap().unwrap().value,
+        "3"
+    );
     assert!(!s.delete_session(T, session.id).await.unwrap());
 }
 
@@ -294,7 +310,13 @@ async fn the_journal_reads_back_in_order(s: Store) {
     let (session, lease) = leased(&s).await;
     let task = Uuid::now_v7();
     let next = s
-        .append_steps(T, session.id, 0, lease.token, &[step(task, StepKind::TaskStarted, 0)])
+        .append_steps(
+            T,
+            session.id,
+            0,
+            lease.token,
+            &[step(task, StepKind::TaskStarted, 0)],
+        )
         .await
         .unwrap();
     assert_eq!(next, 1);
@@ -336,7 +358,12 @@ async fn the_journal_reads_back_in_order(s: Store) {
 
     let middle = s.read_journal(T, session.id, 2, 1).await.unwrap();
     assert_eq!(middle, vec![all[2].clone()]);
-    assert!(s.read_journal(T, session.id, 9, 0).await.unwrap().is_empty());
+    assert!(
+        s.read_journal(T, session.id, 9, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn an_append_at_a_taken_step_is_a_conflict_naming_the_next_step(s: Store) {
@@ -362,14 +389,17 @@ async fn an_append_under_a_taken_over_lease_is_fenced(s: Store) {
         .await
         .unwrap();
     tokio::time::sleep(LAPSE).await;
-    let new = s
-        .acquire_lease(T, session.id, "host-b", TTL)
-        .await
-        .unwrap();
+    let new = s.acquire_lease(T, session.id, "host-b", TTL).await.unwrap();
     assert!(new.token > old.token);
     let task = Uuid::now_v7();
     let stale = s
-        .append_steps(T, session.id, 0, old.token, &[step(task, StepKind::ToolResult, 0)])
+        .append_steps(
+            T,
+            session.id,
+            0,
+            old.token,
+            &[step(task, StepKind::ToolResult, 0)],
+        )
         .await;
     assert_eq!(
         stale,
@@ -378,9 +408,15 @@ async fn an_append_under_a_taken_over_lease_is_fenced(s: Store) {
             current: Some(new.token.0)
         })
     );
-    s.append_steps(T, session.id, 0, new.token, &[step(task, StepKind::ToolResult, 1)])
-        .await
-        .unwrap();
+    s.append_steps(
+        T,
+        session.id,
+        0,
+        new.token,
+        &[step(task, StepKind::ToolResult, 1)],
+    )
+    .await
+    .unwrap();
     let journal = s.read_journal(T, session.id, 0, 0).await.unwrap();
     assert_eq!(journal.len(), 1);
     assert_eq!(journal[0].token, new.token);
@@ -394,13 +430,11 @@ async fn an_append_without_a_live_lease_is_fenced(s: Store) {
     let fenced = |r: Result<u64, StoreError>| matches!(r, Err(StoreError::Fenced { .. }));
     // Never leased: no token is current.
     assert!(fenced(
-        s.append_steps(T, session.id, 0, FencingToken(1), &one).await
+        s.append_steps(T, session.id, 0, FencingToken(1), &one)
+            .await
     ));
     // Released.
-    let lease = s
-        .acquire_lease(T, session.id, "host-a", TTL)
-        .await
-        .unwrap();
+    let lease = s.acquire_lease(T, session.id, "host-a", TTL).await.unwrap();
     assert!(s.release_lease(T, &lease).await.unwrap());
     assert!(fenced(
         s.append_steps(T, session.id, 0, lease.token, &one).await
@@ -424,10 +458,7 @@ async fn an_append_without_a_live_lease_is_fenced(s: Store) {
 
 async fn the_same_holder_acquiring_again_fences_its_earlier_token(s: Store) {
     let (session, first) = leased(&s).await;
-    let second = s
-        .acquire_lease(T, session.id, "host-a", TTL)
-        .await
-        .unwrap();
+    let second = s.acquire_lease(T, session.id, "host-a", TTL).await.unwrap();
     assert!(second.token > first.token);
     let one = [step(Uuid::now_v7(), StepKind::TaskStarted, 0)];
     assert!(matches!(
@@ -447,8 +478,14 @@ async fn concurrent_appends_at_one_step_let_exactly_one_win(s: Store) {
         .map(|n| {
             let s = s.clone();
             tokio::spawn(async move {
-                s.append_steps(T, session.id, 0, lease.token, &[step(task, StepKind::ToolResult, n)])
-                    .await
+                s.append_steps(
+                    T,
+                    session.id,
+                    0,
+                    lease.token,
+                    &[step(task, StepKind::ToolResult, n)],
+                )
+                .await
             })
         })
         .collect();
@@ -496,7 +533,12 @@ async fn oversized_or_empty_appends_are_refused_whole(s: Store) {
         ..step(task, StepKind::ToolCall, 0)
     };
     assert!(is_invalid(append(vec![long_call]).await));
-    assert!(s.read_journal(T, session.id, 0, 0).await.unwrap().is_empty());
+    assert!(
+        s.read_journal(T, session.id, 0, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Exactly at the bounds is fine.
     let full: Vec<NewStep> = (0..MAX_ENTRIES_PER_APPEND as u64)
         .map(|n| step(task, StepKind::ToolResult, n))
@@ -526,7 +568,10 @@ async fn memory_round_trips_with_its_version_and_writer(s: Store) {
     assert_eq!(v1, 1);
     let entry = s.get_memory(T, &ns, "plan").await.unwrap().unwrap();
     assert_eq!(entry.key, "plan");
-    assert_eq!(entry.value, r#"{"step": 1}"#, "the value comes back as written");
+    assert_eq!(
+        entry.value, r#"{"step": 1}"#,
+        "the value comes back as written"
+    );
     assert_eq!(entry.version, 1);
     assert_eq!(entry.written_by_agent, "researcher");
     assert_eq!(entry.written_by_tool, "notes/save");
@@ -592,12 +637,18 @@ async fn deletes_take_an_expected_version_and_versions_are_never_reused(s: Store
     );
     // Recreated, the key continues past its tombstone: a writer still holding version 1 from
     // before the delete cannot mistake the new entry for the one it read.
-    assert_eq!(s.put_memory(T, &ns, "k", "new", Some(0), &w).await, Ok(3));
     assert_eq!(
-        s.put_memory(T, &ns, "k", "stale", Some(1), &w).await,
+        s.put_memory(T, &ns, "k", "\"new\"", Some(0), &w).await,
+        Ok(3)
+    );
+    assert_eq!(
+        s.put_memory(T, &ns, "k", "\"stale\"", Some(1), &w).await,
         Err(StoreError::Conflict { current_version: 3 })
     );
-    assert_eq!(s.get_memory(T, &ns, "k").await.unwrap().unwrap().value, "new");
+    assert_eq!(
+        s.get_memory(T, &ns, "k").await.unwrap().unwrap().value,
+        "\"new\""
+    );
 }
 
 async fn namespaces_and_tenants_keep_memory_apart(s: Store) {
@@ -725,9 +776,7 @@ async fn memory_sizes_are_bounded_at_exactly_their_limits(s: Store) {
     assert!(is_invalid(
         s.delete_memory(T, &ns, &key_over, None, &w).await
     ));
-    assert!(is_invalid(
-        s.list_memory(T, &ns, &key_over, None, 1).await
-    ));
+    assert!(is_invalid(s.list_memory(T, &ns, &key_over, None, 1).await));
     assert_eq!(s.get_memory(T, &ns, "big").await.unwrap(), None);
     let stored = s.get_memory(T, &ns, &key_at_limit).await.unwrap().unwrap();
     assert_eq!(stored.value.len(), MAX_VALUE_BYTES);
@@ -737,17 +786,23 @@ async fn malformed_memory_requests_are_refused(s: Store) {
     let ns = Namespace::Shared("fleet".into());
     let w = writer();
     assert!(is_invalid(s.put_memory(T, &ns, "", "1", None, &w).await));
-    assert!(is_invalid(s.put_memory(T, &ns, "a\0b", "1", None, &w).await));
+    assert!(is_invalid(
+        s.put_memory(T, &ns, "a\0b", "1", None, &w).await
+    ));
     assert!(is_invalid(
         s.put_memory(T, &ns, "k", "not json", None, &w).await
     ));
     let unnamed = Namespace::Shared(String::new());
-    assert!(is_invalid(s.put_memory(T, &unnamed, "k", "1", None, &w).await));
+    assert!(is_invalid(
+        s.put_memory(T, &unnamed, "k", "1", None, &w).await
+    ));
     let nobody = Writer {
         agent: "",
         tool: "notes/save",
     };
-    assert!(is_invalid(s.put_memory(T, &ns, "k", "1", None, &nobody).await));
+    assert!(is_invalid(
+        s.put_memory(T, &ns, "k", "1", None, &nobody).await
+    ));
     assert_eq!(s.get_memory(T, &ns, "k").await.unwrap(), None);
 }
 
@@ -814,10 +869,7 @@ async fn a_lapsed_lease_is_taken_over_with_a_larger_token(s: Store) {
         Err(StoreError::LeaseHeld { .. })
     ));
     tokio::time::sleep(LAPSE).await;
-    let new = s
-        .acquire_lease(T, session.id, "host-b", TTL)
-        .await
-        .unwrap();
+    let new = s.acquire_lease(T, session.id, "host-b", TTL).await.unwrap();
     assert_eq!(new.token.0, old.token.0 + 1);
     assert!(matches!(
         s.renew_lease(T, &old, TTL).await,
@@ -856,10 +908,7 @@ async fn a_released_lease_is_free_at_once_and_tokens_keep_growing(s: Store) {
     assert!(s.release_lease(T, &first).await.unwrap());
     assert_eq!(s.current_lease(T, session.id).await.unwrap(), None);
     assert!(!s.release_lease(T, &first).await.unwrap());
-    let second = s
-        .acquire_lease(T, session.id, "host-b", TTL)
-        .await
-        .unwrap();
+    let second = s.acquire_lease(T, session.id, "host-b", TTL).await.unwrap();
     assert_eq!(second.token.0, first.token.0 + 1);
     assert!(matches!(
         s.renew_lease(T, &first, TTL).await,
@@ -903,10 +952,16 @@ async fn concurrent_acquires_let_exactly_one_win(s: Store) {
 async fn lease_requests_out_of_bounds_are_refused(s: Store) {
     let session = s.create_session(T, "researcher").await.unwrap();
     let id = session.id;
-    assert!(is_invalid(s.acquire_lease(T, id, "host-a", Duration::ZERO).await));
+    assert!(is_invalid(
+        s.acquire_lease(T, id, "host-a", Duration::ZERO).await
+    ));
     let too_long = MAX_LEASE_TTL + Duration::from_secs(1);
     assert!(is_invalid(s.acquire_lease(T, id, "host-a", too_long).await));
     assert!(is_invalid(s.acquire_lease(T, id, "", TTL).await));
     assert_eq!(s.current_lease(T, id).await.unwrap(), None);
-    assert!(s.acquire_lease(T, id, "host-a", MAX_LEASE_TTL).await.is_ok());
+    assert!(
+        s.acquire_lease(T, id, "host-a", MAX_LEASE_TTL)
+            .await
+            .is_ok()
+    );
 }

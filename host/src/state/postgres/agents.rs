@@ -16,6 +16,7 @@ use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
+use super::audit::bound_locks;
 use crate::state::StoreError;
 use crate::state::journal::{self, EncodedStep, JournalEntry, NewStep, SessionJournal};
 use crate::state::leases::{self, FencingToken, Lease, LeaseRow, SessionLeases};
@@ -93,7 +94,9 @@ fn session_from(row: &tokio_postgres::Row) -> Result<Session, StoreError> {
         tenant: row.try_get(1)?,
         agent: row.try_get(2)?,
         status: SessionStatus::parse(&status).ok_or_else(|| {
-            StoreError::Database(format!("the store holds the unknown session status `{status}`"))
+            StoreError::Database(format!(
+                "the store holds the unknown session status `{status}`"
+            ))
         })?,
         created_at_ms: u(row.try_get(4)?),
         updated_at_ms: u(row.try_get(5)?),
@@ -168,7 +171,10 @@ pub(crate) async fn list_sessions(
             .await?
         }
     };
-    let mut found = rows.iter().map(session_from).collect::<Result<Vec<_>, _>>()?;
+    let mut found = rows
+        .iter()
+        .map(session_from)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(sessions::page(&mut found, limit))
 }
 
@@ -460,8 +466,7 @@ pub(crate) async fn read_journal(
         .collect()
 }
 
-const ENTRY_COLUMNS: &str =
-    "key, value, version, written_by_agent, written_by_tool, updated_at_ms";
+const ENTRY_COLUMNS: &str = "key, value, version, written_by_agent, written_by_tool, updated_at_ms";
 
 fn entry_from(row: &tokio_postgres::Row) -> Result<MemoryEntry, StoreError> {
     Ok(MemoryEntry {
@@ -652,11 +657,14 @@ pub(crate) async fn list_memory(
     Ok(scan.page(&mut entries))
 }
 
-/// Runs one operation in a transaction of its own on a pooled connection, and commits it.
+/// Runs one operation in a transaction of its own on a pooled connection, with the store's lock
+/// timeout (a session locked for longer is refused as busy, not waited on forever), and commits
+/// it.
 macro_rules! in_transaction {
     ($store:expr, |$tx:ident| $body:expr) => {{
         let mut conn = $store.connection().await?;
         let $tx = conn.transaction().await?;
+        bound_locks(&$tx).await?;
         let out = $body.await?;
         $tx.commit().await?;
         Ok(out)
@@ -709,7 +717,9 @@ impl SessionLeases for PgStore {
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
         let ttl_ms = leases::check_grant(holder, ttl)?;
-        in_transaction!(self, |tx| acquire_lease(&tx, tenant, session, holder, ttl_ms))
+        in_transaction!(self, |tx| acquire_lease(
+            &tx, tenant, session, holder, ttl_ms
+        ))
     }
 
     async fn renew_lease(
@@ -781,6 +791,7 @@ impl PgStore {
         let mut conn = self.connection().await?;
         for _ in 0..CREATE_RACE_RETRIES {
             let tx = conn.transaction().await?;
+            bound_locks(&tx).await?;
             match write_memory_once(&tx, tenant, ns, key, value, expected_version, writer).await {
                 Ok(version) => {
                     tx.commit().await?;
@@ -849,6 +860,8 @@ impl MemoryStore for PgStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<MemoryPage, StoreError> {
-        in_transaction!(self, |tx| list_memory(&tx, tenant, ns, prefix, cursor, limit))
+        in_transaction!(self, |tx| list_memory(
+            &tx, tenant, ns, prefix, cursor, limit
+        ))
     }
 }

@@ -11,13 +11,13 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
-use crate::state::StoreError;
 use crate::state::journal::{self, EncodedStep, JournalEntry, NewStep, SessionJournal};
 use crate::state::leases::{self, FencingToken, Lease, LeaseRow, SessionLeases};
 use crate::state::memory::{self, MemoryEntry, MemoryPage, MemoryStore, Namespace, Writer};
 use crate::state::sessions::{
     self, Session, SessionId, SessionPage, SessionQuery, SessionStatus, SessionStore,
 };
+use crate::state::{StoreError, now_ms};
 
 /// The tables, as one migration appended to the store's list.
 pub(crate) const MIGRATION_SQL: &str = "
@@ -62,13 +62,6 @@ CREATE TABLE agent_memory (
 ) WITHOUT ROWID;
 ";
 
-/// Milliseconds since the Unix epoch on this host.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// A stored integer the schema keeps non-negative.
 fn u(v: i64) -> u64 {
     v.max(0) as u64
@@ -76,7 +69,9 @@ fn u(v: i64) -> u64 {
 
 /// A row this build cannot read: a newer binary wrote it, or the file was edited by hand.
 fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Database(format!("the store holds {what} `{value}`, which this Warden cannot read"))
+    StoreError::Database(format!(
+        "the store holds {what} `{value}`, which this Warden cannot read"
+    ))
 }
 
 const SESSION_COLUMNS: &str = "id, tenant, agent, status, created_at_ms, updated_at_ms";
@@ -104,7 +99,11 @@ fn read_sessions(
 ) -> Result<Vec<Session>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(args, |row| {
-        Ok((session_row(row)?, row.get::<_, i64>(4)?, row.get::<_, i64>(5)?))
+        Ok((
+            session_row(row)?,
+            row.get::<_, i64>(4)?,
+            row.get::<_, i64>(5)?,
+        ))
     })?;
     rows.map(|r| {
         let (cols, c, u) = r?;
@@ -471,7 +470,11 @@ fn memory_versions(
 }
 
 /// Session-private memory exists only while its session does.
-fn check_namespace_owner(conn: &Connection, tenant: &str, ns: &Namespace) -> Result<(), StoreError> {
+fn check_namespace_owner(
+    conn: &Connection,
+    tenant: &str,
+    ns: &Namespace,
+) -> Result<(), StoreError> {
     match ns {
         Namespace::Session(id) if !session_exists(conn, tenant, *id)? => {
             Err(sessions::not_found(*id))
@@ -547,7 +550,16 @@ pub(crate) fn delete_memory(
     if live.is_none() {
         return Ok(false);
     }
-    write_memory(conn, tenant, kind, &name, key, None, row_version + 1, writer)?;
+    write_memory(
+        conn,
+        tenant,
+        kind,
+        &name,
+        key,
+        None,
+        row_version + 1,
+        writer,
+    )?;
     Ok(true)
 }
 
