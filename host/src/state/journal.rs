@@ -162,13 +162,13 @@ pub(crate) fn encode_steps(steps: &[NewStep]) -> Result<Vec<EncodedStep>, StoreE
     steps
         .iter()
         .map(|s| {
-            if let Some(id) = &s.call_id {
-                if id.is_empty() || id.len() > MAX_CALL_ID_BYTES || id.contains('\0') {
-                    return Err(StoreError::invalid(format!(
-                        "a call id must be 1 to {MAX_CALL_ID_BYTES} bytes without NUL; got {} bytes",
-                        id.len()
-                    )));
-                }
+            if let Some(id) = &s.call_id
+                && (id.is_empty() || id.len() > MAX_CALL_ID_BYTES || id.contains('\0'))
+            {
+                return Err(StoreError::invalid(format!(
+                    "a call id must be 1 to {MAX_CALL_ID_BYTES} bytes without NUL; got {} bytes",
+                    id.len()
+                )));
             }
             let payload = serde_json::to_string(&s.payload)
                 .map_err(|e| StoreError::invalid(format!("a step payload: {e}")))?;
