@@ -23,16 +23,11 @@ impl HostNamespace for CallState {
     ) -> wasmtime::Result<Result<Resource<Namespace>, MemoryError>> {
         if let Err(denial) = self.grants.rights.check_memory(&name, false) {
             // Denied either way; a failed record is kept on the call, which is then refused.
-            let _ = self
-                .audit("memory", &name, Outcome::Denied, &denial)
-                .await;
+            let _ = self.audit("memory", &name, Outcome::Denied, &denial).await;
             return Ok(Err(MemoryError::Denied(denial)));
         }
         let reason = "this host does not serve memory yet";
-        if let Err(failure) = self
-            .audit("memory", &name, Outcome::Failed, reason)
-            .await
-        {
+        if let Err(failure) = self.audit("memory", &name, Outcome::Failed, reason).await {
             return Ok(Err(MemoryError::Failed(failure.to_string())));
         }
         Ok(Err(MemoryError::Failed(format!(

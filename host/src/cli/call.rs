@@ -125,14 +125,15 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
             tool: &args.tool,
         };
         // Denied either way; a record that cannot be written is logged by `audit`.
-        let _ = grants.audit(
-            &site,
-            "call",
-            &target,
-            crate::policy::Outcome::Denied,
-            &denial,
-        )
-        .await;
+        let _ = grants
+            .audit(
+                &site,
+                "call",
+                &target,
+                crate::policy::Outcome::Denied,
+                &denial,
+            )
+            .await;
         return Err(CallError::new(ErrorKind::Denied, denial));
     }
     let limits = checked_limits(args.limits.resolve(&agent_config.limits))?;

@@ -14,10 +14,10 @@
 use std::sync::Arc;
 
 use crate::config::{ModelQuota, WardenConfig};
+pub use crate::state::WindowUsage;
 use crate::state::{
     QuotaCheck, QuotaStore, QuotaWindowKey, ReserveOutcome, StateStore, StoreError,
 };
-pub use crate::state::WindowUsage;
 
 /// How long an unsettled reservation whose request never went out keeps counting: long past
 /// the moment a live call marks it spent (just before its request is sent), short enough that a
@@ -355,7 +355,12 @@ mod tests {
         );
         a.settle(5).await;
         b.settle(5).await;
-        ledger.reserve(&s, 10, NOON + MINUTE_MS).await.unwrap().settle(1).await;
+        ledger
+            .reserve(&s, 10, NOON + MINUTE_MS)
+            .await
+            .unwrap()
+            .settle(1)
+            .await;
     }
 
     #[tokio::test]
@@ -393,8 +398,18 @@ mod tests {
             ledger.usage("agent:a", Window::Day, NOON).await.unwrap(),
             WindowUsage::default()
         );
-        ledger.reserve(&s, 100, NOON).await.unwrap().finish_unanswered().await;
-        ledger.reserve(&s, 100, NOON).await.unwrap().settle(100).await;
+        ledger
+            .reserve(&s, 100, NOON)
+            .await
+            .unwrap()
+            .finish_unanswered()
+            .await;
+        ledger
+            .reserve(&s, 100, NOON)
+            .await
+            .unwrap()
+            .settle(100)
+            .await;
     }
 
     #[tokio::test]
@@ -451,7 +466,11 @@ mod tests {
                 ..ModelQuota::default()
             },
         };
-        let err = ledger.reserve(&[agent, plugin], 6, NOON).await.err().unwrap();
+        let err = ledger
+            .reserve(&[agent, plugin], 6, NOON)
+            .await
+            .err()
+            .unwrap();
         assert!(
             matches!(err, ReserveError::Exceeded(e) if e.message.contains("plugins.p.quota.tokens_per_minute"))
         );

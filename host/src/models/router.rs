@@ -175,10 +175,14 @@ impl ModelRouter {
         record.backend = route.backend.kind();
         record.model = route.model.clone();
         if let Err(denial) = caller.grants.check_model(&request.alias) {
-            return Err(record.refused(Outcome::Denied, ModelError::Denied(denial)).await);
+            return Err(record
+                .refused(Outcome::Denied, ModelError::Denied(denial))
+                .await);
         }
         if let Err(problem) = request.validate() {
-            return Err(record.refused(Outcome::Failed, ModelError::Invalid(problem)).await);
+            return Err(record
+                .refused(Outcome::Failed, ModelError::Invalid(problem))
+                .await);
         }
         let max_tokens = request.output_limit();
         let reserved = request.reserved_tokens();
@@ -629,8 +633,7 @@ impl<'a> CallRecord<'a> {
             .await
             .map(|_| ())
             .map_err(|e| {
-                let failure =
-                    AuditFailure::new(self.router.audit.store_location(), &e.to_string());
+                let failure = AuditFailure::new(self.router.audit.store_location(), &e.to_string());
                 tracing::error!("{failure}");
                 ModelError::AuditUnavailable(failure.to_string())
             })

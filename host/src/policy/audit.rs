@@ -303,7 +303,11 @@ impl AuditLog {
 
     /// Appends one record, chained to the last one; returns its sequence number once the
     /// record is durably committed.
-    pub async fn append(&self, record: &NewRecord<'_>, outcome: Outcome) -> Result<i64, StoreError> {
+    pub async fn append(
+        &self,
+        record: &NewRecord<'_>,
+        outcome: Outcome,
+    ) -> Result<i64, StoreError> {
         self.store
             .append(Self::draft(record, outcome), self.sealer())
             .await
@@ -600,7 +604,8 @@ mod tests {
         }
         assert_eq!(log.verify().await.unwrap().unwrap().records, 3);
         assert_eq!(
-            log.tail(2).await
+            log.tail(2)
+                .await
                 .unwrap()
                 .iter()
                 .map(|r| r.target.as_str())
@@ -618,7 +623,8 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("append-only"));
         assert!(
-            raw(&d).call_with(|c| c.execute("DELETE FROM audit_log", []))
+            raw(&d)
+                .call_with(|c| c.execute("DELETE FROM audit_log", []))
                 .is_err()
         );
     }
@@ -641,7 +647,8 @@ mod tests {
         for t in ["a", "b", "c"] {
             log.append(&rec(t), Outcome::Allowed).await.unwrap();
         }
-        raw(&d).call_with(|c| {
+        raw(&d)
+            .call_with(|c| {
                 c.execute_batch(
                     "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE seq = 2;",
                 )
@@ -740,7 +747,11 @@ mod tests {
         let report = log.verify().await.unwrap().unwrap();
         assert_eq!((report.records, report.signed), (3, 3));
         assert!(report.signatures_checked);
-        assert!(log.tail(1).await.unwrap()[0].hash.starts_with(SIGNED_PREFIX));
+        assert!(
+            log.tail(1).await.unwrap()[0]
+                .hash
+                .starts_with(SIGNED_PREFIX)
+        );
         let plain = reopen(&log, None).verify().await.unwrap().unwrap();
         assert_eq!((plain.records, plain.signed), (3, 3));
         assert!(!plain.signatures_checked);
@@ -787,7 +798,11 @@ mod tests {
         for t in ["a", "b"] {
             log.append(&rec(t), Outcome::Allowed).await.unwrap();
         }
-        let broken = reopen(&log, Some(key(8))).verify().await.unwrap().unwrap_err();
+        let broken = reopen(&log, Some(key(8)))
+            .verify()
+            .await
+            .unwrap()
+            .unwrap_err();
         assert_eq!(broken.seq, 1, "{broken:?}");
         assert!(broken.reason.contains("signature"), "{broken:?}");
     }
@@ -825,7 +840,8 @@ mod tests {
         let cp = log.head().await.unwrap();
         assert_eq!(cp.seq, 4);
         assert_eq!(log.check_checkpoint(&cp).await.unwrap(), Ok(()));
-        raw(&d).call_with(|c| {
+        raw(&d)
+            .call_with(|c| {
                 c.execute_batch(
                     "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE seq >= 3;",
                 )
@@ -899,12 +915,18 @@ mod tests {
 /// Runs a closure on a raw connection, for the tamper tests.
 #[cfg(test)]
 trait CallWith {
-    fn call_with<T>(self, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T>;
+    fn call_with<T>(
+        self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
 }
 
 #[cfg(test)]
 impl CallWith for rusqlite::Connection {
-    fn call_with<T>(mut self, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    fn call_with<T>(
+        mut self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
         f(&mut self)
     }
 }

@@ -36,13 +36,17 @@ pub const BUSY_TIMEOUT_MS: u64 = 500;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// A compare-and-swap lost: the entry is now at `current_version`.
-    #[error("the entry changed meanwhile: it is now at version {current_version}; read it again and retry")]
+    #[error(
+        "the entry changed meanwhile: it is now at version {current_version}; read it again and retry"
+    )]
     Conflict {
         /// The version the entry has now.
         current_version: i64,
     },
     /// Another writer held the store for longer than [`BUSY_TIMEOUT_MS`].
-    #[error("the state store is locked by another connection or process ({0}); wait for it to finish, or find what holds it")]
+    #[error(
+        "the state store is locked by another connection or process ({0}); wait for it to finish, or find what holds it"
+    )]
     Busy(String),
     /// The store cannot be reached or opened.
     #[error("the state store is unavailable: {0}")]

@@ -28,7 +28,13 @@ impl PgTestSchema {
             .unwrap_or_default();
         let clean: String = label
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .take(24)
             .collect();
         let schema = format!(

@@ -172,11 +172,7 @@ impl SqliteStore {
     }
 
     fn take_reader(&self) -> Result<Connection, StoreError> {
-        let idle = self
-            .readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
+        let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match idle {
             Some(conn) => Ok(conn),
             None => open_connection(&self.path, true),
@@ -241,7 +237,8 @@ fn schema_version(conn: &Connection) -> Result<u32, StoreError> {
     if has_table.is_none() {
         return Ok(0);
     }
-    let v: Option<i64> = conn.query_row("SELECT MAX(version) FROM warden_schema", [], |r| r.get(0))?;
+    let v: Option<i64> =
+        conn.query_row("SELECT MAX(version) FROM warden_schema", [], |r| r.get(0))?;
     Ok(v.unwrap_or(0).max(0) as u32)
 }
 

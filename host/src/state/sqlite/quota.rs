@@ -10,7 +10,11 @@ use crate::state::{
     QUOTA_KEEP_MS, QuotaCheck, QuotaStore, QuotaWindowKey, ReserveOutcome, StoreError, WindowUsage,
 };
 
-fn usage_in(conn: &Connection, key: &QuotaWindowKey, now_ms: u64) -> Result<WindowUsage, StoreError> {
+fn usage_in(
+    conn: &Connection,
+    key: &QuotaWindowKey,
+    now_ms: u64,
+) -> Result<WindowUsage, StoreError> {
     let (calls, tokens): (i64, i64) = conn
         .prepare_cached(
             "SELECT calls, tokens FROM model_quota_usage WHERE scope = ?1 AND window = ?2 AND window_start_ms = ?3",
