@@ -10,15 +10,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::AgentStore;
-use crate::state::StoreError;
+use crate::state::{StateStore, StateUrl, StoreError};
 use crate::state::journal::{
     MAX_CALL_ID_BYTES, MAX_ENTRIES_PER_APPEND, MAX_PAYLOAD_BYTES, NewStep, StepKind,
 };
 use crate::state::leases::{FencingToken, Lease, MAX_LEASE_TTL};
 use crate::state::memory::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Namespace, Writer};
-use crate::state::postgres::PgStore;
 use crate::state::sessions::{MAX_NAME_BYTES, Session, SessionId, SessionQuery, SessionStatus};
-use crate::state::sqlite::SqliteStore;
 use crate::state::testing::PgTestSchema;
 
 type Store = Arc<dyn AgentStore>;
@@ -30,16 +28,19 @@ enum Keep {
     Schema(PgTestSchema),
 }
 
-fn sqlite() -> (Store, Keep) {
+/// Both open through [`StateStore::open`], the path the host takes.
+async fn sqlite() -> (Store, Keep) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-    (Arc::new(store), Keep::Dir(dir))
+    let url = StateUrl::Sqlite(dir.path().join("state.db"));
+    let store = StateStore::open(&url).await.unwrap();
+    (store.agent_state(), Keep::Dir(dir))
 }
 
 async fn postgres(label: &str) -> Option<(Store, Keep)> {
     let schema = PgTestSchema::create(label)?;
-    let store = PgStore::open(schema.url()).await.unwrap();
-    Some((Arc::new(store), Keep::Schema(schema)))
+    let url = StateUrl::Postgres(schema.url().to_string());
+    let store = StateStore::open(&url).await.unwrap();
+    Some((store.agent_state(), Keep::Schema(schema)))
 }
 
 /// Runs each case once per backend, as `sqlite::CASE` and `postgres::CASE`.
@@ -49,7 +50,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    let (store, _keep) = super::sqlite();
+                    let (store, _keep) = super::sqlite().await;
                     super::$case(store).await;
                 }
             )*
