@@ -10,7 +10,6 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::AgentStore;
-use crate::state::{StateStore, StateUrl, StoreError};
 use crate::state::journal::{
     MAX_CALL_ID_BYTES, MAX_ENTRIES_PER_APPEND, MAX_PAYLOAD_BYTES, NewStep, StepKind,
 };
@@ -18,6 +17,7 @@ use crate::state::leases::{FencingToken, Lease, MAX_LEASE_TTL};
 use crate::state::memory::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Namespace, Writer};
 use crate::state::sessions::{MAX_NAME_BYTES, Session, SessionId, SessionQuery, SessionStatus};
 use crate::state::testing::PgTestSchema;
+use crate::state::{StateStore, StateUrl, StoreError};
 
 type Store = Arc<dyn AgentStore>;
 
