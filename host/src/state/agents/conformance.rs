@@ -966,3 +966,75 @@ async fn lease_requests_out_of_bounds_are_refused(s: Store) {
             .is_ok()
     );
 }
+
+// ---- across restarts and hosts ----
+
+/// What a restarted host, or a second host on the same store, sees: the journal and memory the
+/// first one committed, and its lease still held.
+async fn a_second_handle_sees_committed_state_and_the_lease(url: StateUrl) {
+    let first = StateStore::open(&url).await.unwrap().agent_state();
+    let (session, lease) = leased(&first).await;
+    let task = Uuid::now_v7();
+    first
+        .append_steps(
+            T,
+            session.id,
+            0,
+            lease.token,
+            &[step(task, StepKind::ToolResult, 0)],
+        )
+        .await
+        .unwrap();
+    let ns = Namespace::Session(session.id);
+    first
+        .put_memory(T, &ns, "k", "1", None, &writer())
+        .await
+        .unwrap();
+
+    let second = StateStore::open(&url).await.unwrap().agent_state();
+    let journal = second.read_journal(T, session.id, 0, 0).await.unwrap();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].call_id.as_deref(), Some("call-0"));
+    assert_eq!(
+        second
+            .get_memory(T, &ns, "k")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(
+        second.acquire_lease(T, session.id, "host-b", TTL).await,
+        Err(StoreError::LeaseHeld {
+            holder: "host-a".into(),
+            until_ms: lease.expires_at_ms
+        })
+    );
+    drop(first);
+    // The first handle's lease outlives the handle: only time or a release frees it.
+    assert_eq!(
+        second.current_lease(T, session.id).await.unwrap(),
+        Some(lease)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_second_handle_sees_committed_state_and_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    a_second_handle_sees_committed_state_and_the_lease(StateUrl::Sqlite(
+        dir.path().join("state.db"),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_second_handle_sees_committed_state_and_the_lease() {
+    let Some(schema) = PgTestSchema::create("a_second_handle") else {
+        return;
+    };
+    a_second_handle_sees_committed_state_and_the_lease(StateUrl::Postgres(
+        schema.url().to_string(),
+    ))
+    .await;
+}
