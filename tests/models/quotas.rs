@@ -211,11 +211,32 @@ async fn the_agents_tokens_per_day_limit_is_a_quota_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotas_are_shared_by_processes_and_survive_restarts() {
+    // The embedded default: one SQLite file in the site.
+    quotas_are_shared_by_processes(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_are_shared_by_processes_and_survive_restarts_on_postgres() {
+    let Some(schema) = warden::state::testing::PgTestSchema::create("quotas_processes") else {
+        return;
+    };
+    quotas_are_shared_by_processes(Some(schema.url())).await;
+}
+
+/// Six processes at once on one store (`state_url`, or the default SQLite file), with a quota
+/// of three calls a day: three are served, and a later process still sees them.
+async fn quotas_are_shared_by_processes(state_url: Option<&str>) {
     let server = backend(Duration::from_millis(100)).await;
-    let site = Site::new(&config(
-        &format!("{}/v1", server.uri()),
-        "quota = { calls_per_day = 3 }",
-        "",
+    let state = state_url
+        .map(|url| format!("[state]\nurl = \"{url}\"\n"))
+        .unwrap_or_default();
+    let site = Site::new(&format!(
+        "{state}{}",
+        config(
+            &format!("{}/v1", server.uri()),
+            "quota = { calls_per_day = 3 }",
+            "",
+        )
     ));
     let input = json!({"model": "local", "max_tokens": 100}).to_string();
     // Six processes at once, on one state file.

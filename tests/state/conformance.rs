@@ -10,7 +10,6 @@ use warden::policy::{AuditLog, CallRights, Outcome};
 use warden::sandbox::CallIdentity;
 use warden::state::{StateStore, StoreError};
 
-use crate::backend::TestStore;
 use crate::conformance;
 
 fn rec(target: &str) -> NewRecord<'_> {

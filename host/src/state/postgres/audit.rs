@@ -1,7 +1,10 @@
-//! The audit log's storage on PostgreSQL. Every append takes one transaction-scoped advisory
-//! lock before it reads the head, so appends from every host on the database form one chain.
+//! The audit log's storage on PostgreSQL. Appends are group-committed by one writer task per
+//! process; each batch takes one transaction-scoped advisory lock before it reads the head, so
+//! appends from every host on the database form one chain.
 
 use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{LOCK_AUDIT, PG_TIMEOUT, PgStore};
 use crate::policy::audit::{AuditRecord, GENESIS};
@@ -39,38 +42,89 @@ pub(crate) async fn bound_locks(tx: &tokio_postgres::Transaction<'_>) -> Result<
     Ok(())
 }
 
-impl PgStore {
-    async fn append_records(
-        &self,
-        records: Vec<AuditRecord>,
-        seal: &AuditSealer,
-    ) -> Result<i64, StoreError> {
-        let mut client = self.connection().await?;
-        let tx = client.transaction().await?;
-        bound_locks(&tx).await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_AUDIT])
-            .await?;
-        let head = tx
-            .query_opt(
-                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-                &[],
-            )
-            .await?;
-        let (mut seq, mut prev): (i64, String) = match head {
-            Some(row) => (row.get(0), row.get(1)),
-            None => (0, GENESIS.to_string()),
+/// One append waiting for the next group commit.
+pub(crate) struct PendingAppend {
+    record: AuditRecord,
+    seal: AuditSealer,
+    done: Option<oneshot::Sender<Result<i64, StoreError>>>,
+}
+
+/// The most appends one group commit takes from the queue.
+const MAX_BATCH: usize = 256;
+
+/// The audit writer task: takes what is queued and commits it in one transaction, under the
+/// advisory lock, each append in its own savepoint so that a refused one fails alone.
+async fn run_writer(
+    pool: Pool,
+    location: String,
+    mut queue: mpsc::UnboundedReceiver<PendingAppend>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let results = match commit_batch(&pool, &location, &batch).await {
+            Ok(results) => results,
+            Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
         };
-        let insert = tx
-            .prepare(&format!(
-                "INSERT INTO audit_log ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-            ))
-            .await?;
-        for mut r in records {
-            seq += 1;
-            r.seq = seq;
-            r.prev_hash = std::mem::take(&mut prev);
-            r.hash = seal(&r);
-            tx.execute(
+        for (pending, result) in batch.into_iter().zip(results) {
+            match pending.done {
+                Some(done) => {
+                    let _ = done.send(result);
+                }
+                None => {
+                    if let Err(e) = result {
+                        tracing::error!("cannot write the audit log: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn commit_batch(
+    pool: &Pool,
+    location: &str,
+    batch: &[PendingAppend],
+) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
+    let mut client = pool.get().await.map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot connect to the PostgreSQL state store {location}: {}",
+            StoreError::from(e)
+        ))
+    })?;
+    let tx = client.transaction().await?;
+    bound_locks(&tx).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_AUDIT])
+        .await?;
+    let head = tx
+        .query_opt(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    let (mut seq, mut prev): (i64, String) = match head {
+        Some(row) => (row.get(0), row.get(1)),
+        None => (0, GENESIS.to_string()),
+    };
+    let insert = tx
+        .prepare(&format!(
+            "INSERT INTO audit_log ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let mut r = pending.record.clone();
+        r.seq = seq + 1;
+        r.prev_hash = prev.clone();
+        r.hash = (pending.seal)(&r);
+        tx.batch_execute("SAVEPOINT item").await?;
+        let inserted = tx
+            .execute(
                 &insert,
                 &[
                     &r.seq,
@@ -89,36 +143,74 @@ impl PgStore {
                     &r.hash,
                 ],
             )
-            .await?;
-            prev = r.hash;
+            .await;
+        match inserted {
+            Ok(_) => {
+                tx.batch_execute("RELEASE SAVEPOINT item").await?;
+                seq = r.seq;
+                prev = r.hash;
+                results.push(Ok(seq));
+            }
+            Err(e) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT item").await?;
+                results.push(Err(StoreError::from(e)));
+            }
         }
-        tx.commit().await?;
-        Ok(seq)
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+impl PgStore {
+    /// Queues `pending` for the audit writer, starting it (on this runtime) if it is not
+    /// running.
+    fn queue_append(&self, pending: PendingAppend) -> Result<(), StoreError> {
+        let mut queue = self.audit_queue.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = match queue.as_ref() {
+            Some(q) => match q.send(pending) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(pending)) => pending,
+            },
+            None => pending,
+        };
+        // Not running yet, or its runtime has ended: start one here.
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            StoreError::Unavailable("no async runtime to write the audit log from".into())
+        })?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        runtime.spawn(run_writer(
+            self.pool.clone(),
+            self.location.clone(),
+            receiver,
+        ));
+        sender.send(pending).map_err(|_| StoreError::Closed)?;
+        *queue = Some(sender);
+        Ok(())
     }
 }
 
 #[async_trait]
 impl AuditStore for PgStore {
     async fn append(&self, record: AuditRecord, seal: AuditSealer) -> Result<i64, StoreError> {
-        self.append_records(vec![record], &seal).await
+        let (done, result) = oneshot::channel();
+        self.queue_append(PendingAppend {
+            record,
+            seal,
+            done: Some(done),
+        })?;
+        result.await.map_err(|_| StoreError::Closed)?
     }
 
     fn append_detached(&self, record: AuditRecord, seal: AuditSealer) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!("cannot write the audit log: no async runtime to write it from");
-            return;
-        };
-        let store = PgStore {
-            pool: self.pool.clone(),
-            location: self.location.clone(),
-        };
-        runtime.spawn(async move {
-            if let Err(e) = store.append_records(vec![record], &seal).await {
-                tracing::error!("cannot write the audit log: {e}");
-            }
+        let queued = self.queue_append(PendingAppend {
+            record,
+            seal,
+            done: None,
         });
+        if let Err(e) = queued {
+            tracing::error!("cannot write the audit log: {e}");
+        }
     }
-
     async fn range(&self, from: i64, to: i64) -> Result<Vec<AuditRecord>, StoreError> {
         let client = self.connection().await?;
         let rows = client

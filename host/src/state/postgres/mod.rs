@@ -29,6 +29,8 @@ pub(crate) const LOCK_QUOTA: i64 = 0x5741_5244_0003;
 pub struct PgStore {
     pool: Pool,
     location: String,
+    /// The audit writer's queue, started on first use.
+    audit_queue: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<audit::PendingAppend>>>,
 }
 
 impl PgStore {
@@ -81,7 +83,11 @@ impl PgStore {
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot build the pool for {location}: {e}"))
             })?;
-        Ok(PgStore { pool, location })
+        Ok(PgStore {
+            pool,
+            location,
+            audit_queue: std::sync::Mutex::new(None),
+        })
     }
 
     /// The connection pool, for the stores built on it.

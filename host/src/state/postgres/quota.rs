@@ -44,10 +44,10 @@ async fn add_to_windows(
 ) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO model_quota_usage (scope, window_name, window_start_ms, calls, tokens) \
-         SELECT scope, window_name, window_start_ms, GREATEST(0, $2), GREATEST(0, $3) \
+         SELECT scope, window_name, window_start_ms, GREATEST(0, $2::BIGINT), GREATEST(0, $3::BIGINT) \
          FROM quota_reservation_windows WHERE reservation = $1 \
          ON CONFLICT (scope, window_name, window_start_ms) DO UPDATE SET \
-         calls = GREATEST(0, model_quota_usage.calls + $2), tokens = GREATEST(0, model_quota_usage.tokens + $3)",
+         calls = GREATEST(0, model_quota_usage.calls + $2::BIGINT), tokens = GREATEST(0, model_quota_usage.tokens + $3::BIGINT)",
         &[&id, &calls, &tokens],
     )
     .await?;
@@ -62,6 +62,15 @@ async fn held(tx: &Transaction<'_>, id: i64) -> Result<Option<(i64, bool)>, Stor
         )
         .await?
         .map(|r| (r.get(0), r.get(1))))
+}
+
+/// Deletes reservation `id` (its windows go with it, by the foreign key's cascade).
+async fn remove_with(pool: deadpool_postgres::Pool, id: i64) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute("DELETE FROM quota_reservations WHERE id = $1", &[&id])
+        .await?;
+    Ok(())
 }
 
 impl PgStore {
@@ -85,11 +94,7 @@ impl PgStore {
     }
 
     async fn remove(&self, id: i64) -> Result<(), StoreError> {
-        let client = self.connection().await?;
-        client
-            .execute("DELETE FROM quota_reservations WHERE id = $1", &[&id])
-            .await?;
-        Ok(())
+        remove_with(self.pool.clone(), id).await
     }
 }
 
@@ -197,12 +202,9 @@ impl QuotaStore for PgStore {
             tracing::error!("cannot give back a model quota reservation: no async runtime");
             return;
         };
-        let store = PgStore {
-            pool: self.pool.clone(),
-            location: self.location.clone(),
-        };
+        let pool = self.pool.clone();
         runtime.spawn(async move {
-            if let Err(e) = store.remove(id).await {
+            if let Err(e) = remove_with(pool, id).await {
                 tracing::error!("cannot give back a model quota reservation: {e}");
             }
         });

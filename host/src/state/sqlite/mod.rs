@@ -25,6 +25,8 @@ use super::{BUSY_TIMEOUT_MS, Migration, StoreError, latest_version};
 
 /// The most writes one group commit takes from the queue.
 const MAX_BATCH: usize = 512;
+/// The longest the writer waits for more writes to join a group commit.
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
 /// Read connections kept open between reads.
 const IDLE_READERS: usize = 4;
 
@@ -284,14 +286,30 @@ pub(crate) fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result
 
 /// The writer thread: group commits until every sender is gone.
 fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    let mut last_batch = 1;
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
+        // When the last commit served several writers, they are about to queue their next
+        // writes: wait a moment for as many (never long), so one fsync serves them all. A lone
+        // writer never waits.
+        let deadline = std::time::Instant::now() + GATHER_WAIT;
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(job) => batch.push(job),
-                Err(_) => break,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    let now = std::time::Instant::now();
+                    if batch.len() >= last_batch || now >= deadline {
+                        break;
+                    }
+                    match queue.recv_timeout(deadline - now) {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
             }
         }
+        last_batch = batch.len();
         commit_batch(&mut conn, batch);
     }
 }
@@ -312,7 +330,10 @@ fn commit_batch(conn: &mut Connection, mut batch: Vec<Job>) {
     let mut failed: Vec<Option<StoreError>> = Vec::with_capacity(batch.len());
     for job in &mut batch {
         // Each write in its own savepoint: one that fails is undone alone, the rest commit.
-        if let Err(e) = tx.execute_batch("SAVEPOINT item") {
+        if let Err(e) = tx
+            .prepare_cached("SAVEPOINT item")
+            .and_then(|mut s| s.execute([]))
+        {
             failed.push(Some(StoreError::from(e)));
             continue;
         }
@@ -327,5 +348,118 @@ fn commit_batch(conn: &mut Connection, mut batch: Vec<Job>) {
     let commit = tx.commit().err().map(StoreError::from);
     for (job, own) in batch.into_iter().zip(failed) {
         job.finish(commit.as_ref().or(own.as_ref()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("s.db")).unwrap()
+    }
+
+    #[test]
+    fn a_state_store_behind_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.db");
+        SqliteStore::open(&real).unwrap();
+        let link = dir.path().join("state.db");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = SqliteStore::open(&link).err().unwrap();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn writes_are_durable_with_synchronous_full_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let (sync, mode) = s
+            .write(|tx| {
+                let sync: i64 = tx.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+                let mode: String = tx.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+                Ok((sync, mode))
+            })
+            .await
+            .unwrap();
+        assert_eq!((sync, mode.as_str()), (2, "wal"), "2 is FULL");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_is_undone_alone_and_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(store(&dir));
+        s.write(|tx| Ok(tx.execute_batch("CREATE TABLE t (v INTEGER)")?))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.write(move |tx| {
+                        tx.execute("INSERT INTO t VALUES (?1)", [i])?;
+                        if i % 7 == 0 {
+                            // Wrote, then failed: its row must not survive.
+                            return Err(StoreError::Refused(format!("item {i}")));
+                        }
+                        Ok(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        let mut failed = 0;
+        for t in tasks {
+            if t.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 8);
+        let (rows, bad): (i64, i64) = s
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE v % 7 = 0) FROM t",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!((rows, bad), (42, 0));
+    }
+
+    #[test]
+    fn an_up_to_date_store_opens_while_another_process_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(store(&dir));
+        let holder = Connection::open(dir.path().join("s.db")).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        // Its uses are refused one by one (fail closed), but the host starts.
+        let s = store(&dir);
+        drop(s);
+        holder.execute_batch("ROLLBACK").unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_held_by_another_process_refuses_writes_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let holder = Connection::open(dir.path().join("s.db")).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let started = std::time::Instant::now();
+        let err = s
+            .write(|tx| Ok(tx.execute_batch("CREATE TABLE x (v)")?))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Busy(_)), "{err:?}");
+        let waited = started.elapsed().as_millis() as u64;
+        assert!(
+            (BUSY_TIMEOUT_MS / 2..BUSY_TIMEOUT_MS * 4).contains(&waited),
+            "{waited} ms"
+        );
+        holder.execute_batch("ROLLBACK").unwrap();
+        s.write(|tx| Ok(tx.execute_batch("CREATE TABLE x (v)")?))
+            .await
+            .unwrap();
     }
 }
