@@ -910,23 +910,21 @@ mod tests {
             "{err}"
         );
     }
-}
 
-/// Runs a closure on a raw connection, for the tamper tests.
-#[cfg(test)]
-trait CallWith {
-    fn call_with<T>(
-        self,
-        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T>;
-}
+    /// Runs a closure on a raw connection, for the tamper tests.
+    trait CallWith {
+        fn call_with<T>(
+            self,
+            f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+        ) -> rusqlite::Result<T>;
+    }
 
-#[cfg(test)]
-impl CallWith for rusqlite::Connection {
-    fn call_with<T>(
-        mut self,
-        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
-        f(&mut self)
+    impl CallWith for rusqlite::Connection {
+        fn call_with<T>(
+            mut self,
+            f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+        ) -> rusqlite::Result<T> {
+            f(&mut self)
+        }
     }
 }

@@ -170,7 +170,7 @@ impl SqliteStore {
         if idle.len() < IDLE_READERS {
             idle.push(conn);
         }
-        Ok(result?)
+        result
     }
 
     fn take_reader(&self) -> Result<Connection, StoreError> {

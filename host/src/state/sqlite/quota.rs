@@ -100,7 +100,7 @@ impl QuotaStore for SqliteStore {
             let mut fits = true;
             for check in &checks {
                 let used = usage_in(tx, &check.key, now_ms)?;
-                fits &= check.call_limit.is_none_or(|l| used.calls + 1 <= l)
+                fits &= check.call_limit.is_none_or(|l| used.calls < l)
                     && check.token_limit.is_none_or(|l| used.tokens + tokens <= l);
                 usages.push(used);
             }
