@@ -1,7 +1,7 @@
 //! Agent sessions as the store keeps them: one row per session, owned by one tenant and one
-//! agent, with a status and its times. The conversation itself lives in the [journal]
-//! (super::journal), the session's private memory in [memory](super::memory), and who may drive
-//! it right now in its [lease](super::leases).
+//! agent, with a status and its times. The conversation itself lives in the
+//! [journal](super::journal), the session's private memory in [memory](super::memory), and who
+//! may drive it right now in its [lease](super::leases).
 
 use std::fmt;
 use std::str::FromStr;
