@@ -550,7 +550,6 @@ impl From<tokio_postgres::Error> for MemoryRace {
 
 /// Writes (or, with `value` `None`, deletes) one entry in one attempt; returns the new version,
 /// or `None` for a delete that found nothing. Bounds are checked by the caller, once.
-#[allow(clippy::too_many_arguments)]
 async fn write_memory_once(
     tx: &Transaction<'_>,
     tenant: &str,

@@ -515,7 +515,6 @@ fn memory_entry(row: &Row<'_>) -> rusqlite::Result<MemoryEntry> {
 }
 
 /// Writes one entry if its version is as expected (its bounds are checked by the caller).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn put_memory(
     conn: &Connection,
     tenant: &str,
