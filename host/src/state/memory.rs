@@ -185,10 +185,12 @@ pub(crate) fn check_value(value: &str, writer: &Writer<'_>) -> Result<(), StoreE
 /// Refuses a writer whose names the entry could not record.
 pub(crate) fn check_writer(writer: &Writer<'_>) -> Result<(), StoreError> {
     super::sessions::check_name("agent", writer.agent)?;
-    if writer.tool.is_empty() || writer.tool.len() > 2 * super::sessions::MAX_NAME_BYTES + 1 {
+    // `plugin/tool`: two names and the slash.
+    let most = 2 * super::sessions::MAX_NAME_BYTES + 1;
+    if writer.tool.is_empty() || writer.tool.len() > most || writer.tool.contains('\0') {
         return Err(StoreError::invalid(format!(
-            "the writing tool is named by 1 to {} bytes (`plugin/tool`); got {}",
-            2 * super::sessions::MAX_NAME_BYTES + 1,
+            "the writing tool is named by 1 to {most} bytes without NUL (`plugin/tool`); got {} \
+             bytes",
             writer.tool.len()
         )));
     }

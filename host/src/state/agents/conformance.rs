@@ -804,6 +804,13 @@ async fn malformed_memory_requests_are_refused(s: Store) {
     assert!(is_invalid(
         s.put_memory(T, &ns, "k", "1", None, &nobody).await
     ));
+    let bad_tool = Writer {
+        agent: "researcher",
+        tool: "notes\0save",
+    };
+    assert!(is_invalid(
+        s.put_memory(T, &ns, "k", "1", None, &bad_tool).await
+    ));
     assert_eq!(s.get_memory(T, &ns, "k").await.unwrap(), None);
 }
 
