@@ -8,7 +8,12 @@
 //! ([`QuotaStore`]); the hashing of audit records stays in [`crate::policy::audit`] and the
 //! quota arithmetic in [`crate::models::quota`].
 
+pub mod agents;
+pub mod journal;
+pub mod leases;
+pub mod memory;
 pub mod postgres;
+pub mod sessions;
 pub mod sqlite;
 #[doc(hidden)]
 pub mod testing;
@@ -69,6 +74,32 @@ pub enum StoreError {
     /// The store's writer has stopped (the host is shutting down, or it panicked).
     #[error("the state store's writer has stopped; restart Warden")]
     Closed,
+    /// The request was malformed or too big; the message says what to change.
+    #[error("the state store refused the request: {0}")]
+    Invalid(String),
+    /// Another holder's lease on the session is live (see [`leases`]).
+    #[error(
+        "the session is busy: `{holder}` holds its lease until {until_ms} ms since the epoch; \
+         wait for its task to finish or for the lease to lapse"
+    )]
+    LeaseHeld {
+        /// Who holds the lease.
+        holder: String,
+        /// When it lapses unless renewed, in milliseconds since the Unix epoch.
+        until_ms: u64,
+    },
+    /// A write under a fencing token that is no longer the session's live lease: another holder
+    /// took the session over, or the lease was released or lapsed (see [`leases`]).
+    #[error(
+        "fencing token {token} no longer holds the session (another holder took it over, or the \
+         lease was released or lapsed); stop, and acquire the lease again before writing"
+    )]
+    Fenced {
+        /// The token the write carried.
+        token: u64,
+        /// The session's newest token, if its lease is held.
+        current: Option<u64>,
+    },
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -3,6 +3,7 @@
 //! migrate once), and writes that serialise across processes where they must (the audit
 //! chain's head, quota reservations) with transaction-scoped advisory locks.
 
+mod agents;
 mod audit;
 pub mod migrations;
 mod quota;

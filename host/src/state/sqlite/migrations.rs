@@ -62,4 +62,9 @@ CREATE INDEX quota_reservation_windows_by_window
 CREATE INDEX quota_reservations_by_expiry ON quota_reservations (expires_at_ms);
 ",
     },
+    Migration {
+        version: 3,
+        name: "agent sessions, step journal, memory entries and session leases",
+        sql: super::agents::MIGRATION_SQL,
+    },
 ];

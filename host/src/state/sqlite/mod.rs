@@ -9,6 +9,7 @@
 //! [`StoreError::Busy`], so a store held by someone else refuses quickly (fail closed). Reads
 //! run on a few read connections on the blocking pool.
 
+mod agents;
 mod audit;
 pub mod migrations;
 mod quota;
