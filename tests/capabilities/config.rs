@@ -530,3 +530,53 @@ fn a_key_of_another_source_kind_is_named_with_the_fix() {
         );
     }
 }
+
+#[test]
+fn the_state_url_variable_is_checked_without_echoing_it() {
+    let ws = Workspace::new();
+    ws.config(
+        r#"
+        [state]
+        url_env = "WARDEN_STATE_URL"
+        "#,
+    );
+    let check = |env: &[(&str, &str)]| {
+        ws.warden_with_env(&["config", "check", "--config", "warden.toml"], env)
+    };
+    // Named but not set: start-up could not open the store, so the check says so.
+    let run = check(&[]);
+    run.assert_code(7);
+    assert!(
+        run.stderr.contains("state.url_env") && run.stderr.contains("not set"),
+        "{run:#?}"
+    );
+    // Set to a malformed PostgreSQL URL: refused, and the password is never shown.
+    let run = check(&[(
+        "WARDEN_STATE_URL",
+        "postgres://admin:hunter2@db.internal:notaport/state",
+    )]);
+    run.assert_code(7);
+    assert!(
+        run.stderr.contains("state.url_env") && run.stderr.contains("not a PostgreSQL URL"),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("hunter2"), "{run:#?}");
+    // Not a state URL at all: refused, again without the password.
+    let run = check(&[("WARDEN_STATE_URL", "mysql://admin:hunter2@db/state")]);
+    run.assert_code(7);
+    assert!(run.stderr.contains("not a state URL"), "{run:#?}");
+    assert!(!run.stderr.contains("hunter2"), "{run:#?}");
+    check(&[("WARDEN_STATE_URL", "postgres://warden@127.0.0.1:1/state")]).assert_code(0);
+
+    // A value pasted where the variable's name belongs is refused and never echoed.
+    ws.config(
+        r#"
+        [state]
+        url_env = "postgres://admin:hunter2@db/state"
+        "#,
+    );
+    let run = check(&[]);
+    run.assert_code(7);
+    assert!(run.stderr.contains("state.url_env"), "{run:#?}");
+    assert!(!run.stderr.contains("hunter2"), "{run:#?}");
+}

@@ -34,20 +34,51 @@ pub fn problems(config: &WardenConfig) -> Vec<ConfigProblem> {
     out
 }
 
-/// The problems of `[state]`: a PostgreSQL URL the store could not read, and an audit key that
+/// The problems of `[state]`: a PostgreSQL URL the store could not read (in `url`, or in the
+/// variable `url_env` names, which must be set), and an audit key that
 /// is named but missing, unreadable or too short (a log that should be signed is never
 /// silently written unsigned).
 pub fn state(config: &WardenConfig) -> Vec<ConfigProblem> {
     let mut out = Vec::new();
-    if let Ok(StateUrl::Postgres(url)) = StateUrl::parse(&config.state.url, &config.base_dir)
+    let (key, url) = match &config.state.url_env {
+        // A malformed `[state] url` is the file's shape, reported by the config itself.
+        None => (
+            "state.url",
+            StateUrl::parse(&config.state.url, &config.base_dir).ok(),
+        ),
+        Some(var) if !crate::config::is_env_var_name(var) => {
+            out.push(ConfigProblem {
+                key: "state.url_env".into(),
+                message: "this looks like a value, not the name of an environment variable; put \
+                          the URL in a variable and write its name, e.g. \"WARDEN_STATE_URL\""
+                    .into(),
+            });
+            ("state.url_env", None)
+        }
+        Some(_) => match StateUrl::from_config(config) {
+            Ok(url) => ("state.url_env", Some(url)),
+            Err(e) => {
+                out.push(ConfigProblem {
+                    key: "state.url_env".into(),
+                    message: e.to_string(),
+                });
+                ("state.url_env", None)
+            }
+        },
+    };
+    if let Some(StateUrl::Postgres(url)) = url
         && let Err(e) = super::sql::check_postgres_url(&url)
     {
         out.push(ConfigProblem {
-            key: "state.url".into(),
-            message: format!(
-                "{e}; write postgres://USER@HOST:PORT/DATABASE (the password belongs in the \
-                 environment, not in this file)"
-            ),
+            key: key.into(),
+            message: if key == "state.url" {
+                format!(
+                    "{e}; write postgres://USER@HOST:PORT/DATABASE (the password belongs in the \
+                     environment, not in this file)"
+                )
+            } else {
+                format!("{e}; the variable should hold postgres://USER:PASSWORD@HOST:PORT/DATABASE")
+            },
         });
     }
     // Both keys at once is a problem of the file's shape, reported by the config itself.

@@ -68,8 +68,18 @@ impl Generation {
                 format!("{source}: {}", problems.to_string().trim_end()),
             ));
         }
-        let capabilities = Capabilities::configure(config.clone())
-            .map_err(|e| CallError::new(ErrorKind::Config, format!("{source}: {e}")))?;
+        // Opening the store (and migrating it) does file and database I/O: off the async workers.
+        let for_configure = config.clone();
+        let capabilities =
+            tokio::task::spawn_blocking(move || Capabilities::configure(for_configure))
+                .await
+                .map_err(|e| {
+                    CallError::new(
+                        ErrorKind::Internal,
+                        format!("configuring the host failed: {e}"),
+                    )
+                })?
+                .map_err(|e| CallError::new(ErrorKind::Config, format!("{source}: {e}")))?;
         let capabilities = Arc::new(capabilities);
         let mut plugins = BTreeMap::new();
         for (name, plugin) in &config.plugins {
