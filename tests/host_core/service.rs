@@ -443,3 +443,29 @@ async fn a_file_host_serves_one_plugin_with_nothing_granted() {
         "{err}"
     );
 }
+
+#[test]
+fn a_state_database_that_is_down_stops_the_start_naming_it_without_the_password() {
+    let site = Site::new();
+    for url in [
+        // Nothing listens on port 1.
+        "postgres://warden:hunter2-secret@127.0.0.1:1/state",
+        // The server is up, but refuses this role.
+        "postgres://no_such_role_here:hunter2-secret@127.0.0.1:5432/test",
+    ] {
+        let config = site.write_config(
+            "warden.toml",
+            &format!(
+                "[state]\nurl = \"{url}\"\n[plugins.text-tools]\npath = \"{{plugins}}/text-tools.wasm\"\n"
+            ),
+        );
+        let run = warden(&["plugin", "list", "--config", config.to_str().unwrap()]);
+        run.assert_code(7).assert_no_panic();
+        let error = run.error_line();
+        assert!(
+            error.contains("127.0.0.1") && error.contains("***"),
+            "{run:#?}"
+        );
+        assert!(!run.stderr.contains("hunter2"), "{run:#?}");
+    }
+}

@@ -54,15 +54,16 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// Opens the state store and prepares every configured source.
-    pub fn configure(config: Arc<WardenConfig>) -> Result<Capabilities, String> {
-        let url = StateUrl::from_config(&config).map_err(|e| e.to_string())?;
-        let store = StateStore::open_blocking(&url).map_err(|e| e.to_string())?;
+    pub fn configure(config: Arc<WardenConfig>) -> Result<Capabilities, ConfigureError> {
+        let url = StateUrl::from_config(&config)?;
+        let store = StateStore::open_blocking(&url)?;
         // With the audit key, before any record is written: every clone of the log (the model
         // router's too) shares it, so every record this host writes is signed.
-        let audit = AuditLog::open_configured(&store, &config)?;
+        let audit = AuditLog::open_configured(&store, &config).map_err(ConfigureError::Section)?;
         let sql = sql::SqlSources::configure(&config)?;
         let http = http::HttpSources::configure(&config)?;
-        let models = crate::models::ModelRouter::configure(&config, store, audit.clone())?;
+        let models = crate::models::ModelRouter::configure(&config, store, audit.clone())
+            .map_err(ConfigureError::Section)?;
         Ok(Capabilities {
             config,
             audit,
@@ -70,6 +71,25 @@ impl Capabilities {
             http,
             models,
         })
+    }
+}
+
+/// Why the capabilities could not be configured: the state store could not be opened (a caller
+/// may wait and try again, as a server's readiness check does), or a section of the config is
+/// unusable (fixed only by changing the config).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigureError {
+    /// The state store could not be opened or migrated.
+    #[error("{0}")]
+    Store(#[from] crate::state::StoreError),
+    /// A section of the config, each problem at its key.
+    #[error("{0}")]
+    Section(String),
+}
+
+impl From<crate::config::ConfigProblems> for ConfigureError {
+    fn from(problems: crate::config::ConfigProblems) -> Self {
+        ConfigureError::Section(problems.into())
     }
 }
 
