@@ -6,6 +6,7 @@
 #[path = "../host_core/common.rs"]
 mod common;
 
+mod agents;
 mod backend;
 mod conformance;
 mod processes;

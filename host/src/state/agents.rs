@@ -10,9 +10,6 @@ use super::memory::MemoryStore;
 use super::sessions::SessionStore;
 use super::{Backend, StateStore};
 
-#[cfg(test)]
-mod conformance;
-
 /// Everything a stateful agent keeps in the store; both backends implement all of it.
 pub trait AgentStore: SessionStore + SessionJournal + MemoryStore + SessionLeases {}
 

@@ -9,15 +9,15 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::AgentStore;
-use crate::state::journal::{
+use warden::state::agents::AgentStore;
+use warden::state::journal::{
     MAX_CALL_ID_BYTES, MAX_ENTRIES_PER_APPEND, MAX_PAYLOAD_BYTES, NewStep, StepKind,
 };
-use crate::state::leases::{FencingToken, Lease, MAX_LEASE_TTL};
-use crate::state::memory::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Namespace, Writer};
-use crate::state::sessions::{MAX_NAME_BYTES, Session, SessionId, SessionQuery, SessionStatus};
-use crate::state::testing::PgTestSchema;
-use crate::state::{StateStore, StateUrl, StoreError};
+use warden::state::leases::{FencingToken, Lease, MAX_LEASE_TTL};
+use warden::state::memory::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Namespace, Writer};
+use warden::state::sessions::{MAX_NAME_BYTES, Session, SessionId, SessionQuery, SessionStatus};
+use warden::state::testing::PgTestSchema;
+use warden::state::{StateStore, StateUrl, StoreError};
 
 type Store = Arc<dyn AgentStore>;
 
