@@ -104,6 +104,28 @@ pub struct CallSite<'a> {
     pub tool: &'a str,
 }
 
+impl CallSite<'_> {
+    /// The audit record of one use of `capability` on `target` by this site.
+    fn record<'r>(
+        &'r self,
+        capability: &'r str,
+        target: &'r str,
+        detail: &'r str,
+    ) -> NewRecord<'r> {
+        NewRecord {
+            tenant: &self.identity.tenant,
+            agent: &self.identity.agent,
+            session: &self.identity.session,
+            plugin: self.plugin,
+            tool: self.tool,
+            call_id: &self.identity.call_id,
+            capability,
+            target,
+            detail,
+        }
+    }
+}
+
 /// What one call may use: its effective rights, and the configured capabilities behind them.
 #[derive(Clone)]
 pub struct CallGrants {
@@ -146,17 +168,7 @@ impl CallGrants {
         let Some(caps) = &self.capabilities else {
             return Ok(());
         };
-        let record = NewRecord {
-            tenant: &site.identity.tenant,
-            agent: &site.identity.agent,
-            session: &site.identity.session,
-            plugin: site.plugin,
-            tool: site.tool,
-            call_id: &site.identity.call_id,
-            capability,
-            target,
-            detail,
-        };
+        let record = site.record(capability, target, detail);
         caps.audit
             .append(&record, outcome)
             .await
@@ -183,17 +195,7 @@ impl CallGrants {
         let Some(caps) = &self.capabilities else {
             return;
         };
-        let record = NewRecord {
-            tenant: &site.identity.tenant,
-            agent: &site.identity.agent,
-            session: &site.identity.session,
-            plugin: site.plugin,
-            tool: site.tool,
-            call_id: &site.identity.call_id,
-            capability,
-            target,
-            detail,
-        };
+        let record = site.record(capability, target, detail);
         caps.audit.append_detached(&record, outcome);
     }
 }
