@@ -9,4 +9,5 @@ mod common;
 mod agents;
 mod backend;
 mod conformance;
+mod dead_reservation;
 mod processes;
