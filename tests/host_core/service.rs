@@ -289,6 +289,30 @@ async fn the_call_path_refuses_unknown_agents_plugins_and_ungranted_tools() {
 }
 
 #[tokio::test]
+async fn names_from_the_caller_are_bounded_and_escaped_in_errors() {
+    let site = Site::new();
+    let host = site
+        .host(&serving("[agents.writer]\ntools = [\"text-tools/*\"]"))
+        .await;
+    // A tool name no plugin can have is refused before any lookup.
+    let huge = "a".repeat(1 << 20);
+    let err = refused(&host, "writer", "text-tools", &huge, "{}").await;
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("is not a tool name"), "{err}");
+    assert!(err.to_string().len() < 300, "{}", err.to_string().len());
+    // An agent or plugin name cannot forge a line in the error, or stretch it.
+    let forged = format!("x\nerror: forged{}", "b".repeat(1 << 20));
+    for err in [
+        refused(&host, &forged, "text-tools", "echo", "{}").await,
+        refused(&host, "writer", &forged, "echo", "{}").await,
+    ] {
+        let text = err.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(text.len() < 400, "{}", text.len());
+    }
+}
+
+#[tokio::test]
 async fn an_agent_with_an_impossible_limit_is_refused_and_the_others_serve() {
     let site = Site::new();
     let host = site

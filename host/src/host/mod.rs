@@ -27,7 +27,7 @@ use crate::capabilities::{CallGrants, CallSite};
 use crate::config::{AgentLimits, WardenConfig};
 use crate::engine::WardenEngine;
 use crate::error::{CallError, ErrorKind};
-use crate::plugins::{DEFAULT_MAX_PLUGIN_MB, Plugin};
+use crate::plugins::{DEFAULT_MAX_PLUGIN_MB, Plugin, TOOL_NAME_RULE, is_valid_tool_name};
 use crate::policy::{Outcome, check_tool};
 use crate::sandbox::{CallIdentity, CallLimits};
 
@@ -222,6 +222,7 @@ impl WardenHost {
     /// instance with the agent's limits and effective rights. The call and every capability use
     /// go into the audit log; a denial of the tool itself is audited too.
     pub async fn call(&self, request: CallRequest) -> Result<String, CallError> {
+        check_names(&request)?;
         let generation = self.generation();
         let identity = CallIdentity {
             tenant: request.tenant,
@@ -245,14 +246,14 @@ impl WardenHost {
                 let Some(agent) = agents.get(&identity.agent) else {
                     return Err(CallError::invalid_input(format!(
                         "there is no agent `{}` in {source}; the agents are: {}",
-                        identity.agent,
+                        shown(&identity.agent),
                         names(config.agents.keys())
                     )));
                 };
                 if !config.plugins.contains_key(&request.plugin) {
                     return Err(CallError::unusable(format!(
                         "`{}` is not a plugin in [plugins] of {source}; the plugins are: {}",
-                        request.plugin,
+                        shown(&request.plugin),
                         names(config.plugins.keys())
                     )));
                 }
@@ -315,13 +316,41 @@ fn ready<'g>(
         Some(PluginSlot::Ready(plugin)) => Ok(plugin),
         Some(PluginSlot::Failed(error)) => Err(error.clone()),
         None => Err(CallError::unusable(match source {
-            Some(source) => format!("`{name}` is not a plugin in [plugins] of {source}"),
+            Some(source) => format!("`{}` is not a plugin in [plugins] of {source}", shown(name)),
             None => format!(
-                "this host serves plugin `{}`, not `{name}`",
-                names(generation.plugins.keys())
+                "this host serves plugin `{}`, not `{}`",
+                names(generation.plugins.keys()),
+                shown(name)
             ),
         })),
     }
+}
+
+/// Refuses a tool name no plugin can have before anything looks it up: the caller's text is
+/// hostile input, and the close-name search of an unknown tool costs its length times the tools.
+fn check_names(request: &CallRequest) -> Result<(), CallError> {
+    if !is_valid_tool_name(&request.tool) {
+        return Err(CallError::invalid_input(format!(
+            "`{}` is not a tool name: tool names match {TOOL_NAME_RULE}",
+            shown(&request.tool)
+        )));
+    }
+    Ok(())
+}
+
+/// A name from a caller, as messages show it: at most 64 characters, control characters
+/// escaped, so that an error line cannot be stretched or forged.
+fn shown(name: &str) -> String {
+    const MAX: usize = 64;
+    let mut out: String = name
+        .chars()
+        .take(MAX)
+        .flat_map(char::escape_debug)
+        .collect();
+    if name.chars().count() > MAX {
+        out.push('…');
+    }
+    out
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
