@@ -115,8 +115,10 @@ pub(crate) async fn create_session(
     let row = tx
         .query_one(
             &format!(
+                // The clock is read once: a new session's two times are the same instant.
                 "INSERT INTO agent_sessions (id, tenant, agent, status, created_at_ms, updated_at_ms)
-                 VALUES ($1, $2, $3, $4, {NOW_MS}, {NOW_MS}) RETURNING {SESSION_COLUMNS}"
+                 SELECT $1, $2, $3, $4, now_ms, now_ms FROM (SELECT {NOW_MS} AS now_ms) AS clock
+                 RETURNING {SESSION_COLUMNS}"
             ),
             &[&id.to_string(), &tenant, &agent, &SessionStatus::Idle.as_str()],
         )
