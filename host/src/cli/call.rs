@@ -12,7 +12,6 @@ use clap::Args;
 use super::{EngineArgs, LimitArgs, PluginFileArgs, compile_progress, config, print_stdout};
 use crate::error::CallError;
 use crate::host::{CallId, CallRequest, HostOptions, PluginSelection, WardenHost};
-use crate::sandbox::CallIdentity;
 
 /// Arguments of `warden call`.
 #[derive(Debug, Args)]
@@ -54,12 +53,11 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
             ));
         }
         let (host, plugin) = WardenHost::for_file(engine, Path::new(&args.plugin), options).await?;
-        let identity = CallIdentity::default();
         let output = host
             .call(CallRequest {
-                tenant: identity.tenant,
-                agent: identity.agent,
-                session: identity.session,
+                tenant: "local".into(),
+                agent: "cli".into(),
+                session: "cli".into(),
                 call_id: CallId::new(),
                 plugin,
                 tool: args.tool,

@@ -232,7 +232,7 @@ impl WardenHost {
         };
         match &generation.served {
             Served::File { limits } => {
-                let plugin = ready(&generation, &request.plugin, None)?;
+                let plugin = ready(&generation, &request.plugin)?;
                 let limits = limits.clone()?;
                 plugin
                     .call(&request.tool, &request.input, &identity, &limits)
@@ -272,7 +272,7 @@ impl WardenHost {
                     return Err(CallError::new(ErrorKind::Denied, denial));
                 }
                 let limits = agent.limits.clone()?;
-                let plugin = ready(&generation, &request.plugin, Some(source))?;
+                let plugin = ready(&generation, &request.plugin)?;
                 plugin
                     .call_granted(&request.tool, &request.input, &identity, &limits, grants)
                     .await
@@ -306,23 +306,17 @@ async fn deny_tool(
         .await;
 }
 
-/// The loaded plugin `name`, or why it is not served.
-fn ready<'g>(
-    generation: &'g Generation,
-    name: &str,
-    source: Option<&String>,
-) -> Result<&'g Plugin, CallError> {
+/// The loaded plugin `name`, or why it is not served. A configured call reaches here only for
+/// a plugin the generation loaded (its grants exist), so a missing one is a file host's.
+fn ready<'g>(generation: &'g Generation, name: &str) -> Result<&'g Plugin, CallError> {
     match generation.plugins.get(name) {
         Some(PluginSlot::Ready(plugin)) => Ok(plugin),
         Some(PluginSlot::Failed(error)) => Err(error.clone()),
-        None => Err(CallError::unusable(match source {
-            Some(source) => format!("`{}` is not a plugin in [plugins] of {source}", shown(name)),
-            None => format!(
-                "this host serves plugin `{}`, not `{}`",
-                names(generation.plugins.keys()),
-                shown(name)
-            ),
-        })),
+        None => Err(CallError::unusable(format!(
+            "this host serves plugin `{}`, not `{}`",
+            names(generation.plugins.keys()),
+            shown(name)
+        ))),
     }
 }
 
