@@ -42,6 +42,8 @@ use crate::state::{StateStore, StateUrl};
 pub struct Capabilities {
     /// The config the capabilities were built from.
     pub config: Arc<WardenConfig>,
+    /// The state store: audit, quotas, sessions, journals, memory and leases.
+    pub store: StateStore,
     /// The audit log in the state store.
     pub audit: AuditLog,
     /// SQL sources and their connection pools.
@@ -62,10 +64,11 @@ impl Capabilities {
         let audit = AuditLog::open_configured(&store, &config).map_err(ConfigureError::Section)?;
         let sql = sql::SqlSources::configure(&config)?;
         let http = http::HttpSources::configure(&config)?;
-        let models = crate::models::ModelRouter::configure(&config, store, audit.clone())
+        let models = crate::models::ModelRouter::configure(&config, store.clone(), audit.clone())
             .map_err(ConfigureError::Section)?;
         Ok(Capabilities {
             config,
+            store,
             audit,
             sql,
             http,

@@ -27,6 +27,14 @@ impl CallId {
         ))
     }
 
+    /// The id of tool call `index` that the model asked for in journal step `step` of task
+    /// `task`: the same on every host and on every retry of that step.
+    pub fn for_tool_call(session: &str, task: &str, step: u64, index: usize) -> CallId {
+        let mut id = CallId::for_step(session, task, step);
+        id.0.push_str(&format!(":{index}"));
+        id
+    }
+
     /// An id chosen by a caller (an idempotency key it passes in). Refused when empty, longer
     /// than [`MAX_CALL_ID_BYTES`], or holding anything but printable ASCII: ids go into the audit
     /// log and into plugins, and a control character there could forge a log line.
@@ -88,6 +96,14 @@ mod tests {
         assert_ne!(
             CallId::for_step("s1", "t1", 3),
             CallId::for_step("s1", "t1", 4)
+        );
+        assert_ne!(
+            CallId::for_tool_call("s1", "t1", 3, 0),
+            CallId::for_tool_call("s1", "t1", 3, 1)
+        );
+        assert_eq!(
+            CallId::for_tool_call("s1", "t1", 3, 1),
+            CallId::for_tool_call("s1", "t1", 3, 1)
         );
         // Without the length prefixes these two would both read `s:1:t:1`.
         assert_ne!(
