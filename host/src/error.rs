@@ -16,6 +16,8 @@ pub enum Limit {
     Output,
     /// Size of the tool's input (`--max-input-kb`).
     Input,
+    /// Model steps of one agent task (`limits.max_steps`).
+    Steps,
 }
 
 impl Limit {
@@ -27,6 +29,7 @@ impl Limit {
             Limit::Stack => ("stack", "--stack-kb"),
             Limit::Output => ("output", "--max-output-kb"),
             Limit::Input => ("input", "--max-input-kb"),
+            Limit::Steps => ("steps", "limits.max_steps"),
         }
     }
 }
@@ -54,6 +57,11 @@ pub enum ErrorKind {
     Config,
     /// The host itself failed (an I/O error, a bug).
     Internal,
+    /// The session is busy: another task holds its lease.
+    Busy,
+    /// An agent task stopped before its end (a model backend or the store failed) and can be
+    /// resumed from its journal.
+    Interrupted,
 }
 
 impl ErrorKind {
@@ -68,6 +76,8 @@ impl ErrorKind {
             ErrorKind::Unusable => 6,
             ErrorKind::Config => 7,
             ErrorKind::Internal => 1,
+            ErrorKind::Busy => 8,
+            ErrorKind::Interrupted => 9,
         }
     }
 
@@ -80,6 +90,8 @@ impl ErrorKind {
             ErrorKind::Unusable => "plugin unusable",
             ErrorKind::Config => "config",
             ErrorKind::Internal => "internal error",
+            ErrorKind::Busy => "session busy",
+            ErrorKind::Interrupted => "task interrupted",
         }
     }
 }
@@ -162,6 +174,9 @@ mod tests {
         }
         assert_eq!(ErrorKind::Unusable.exit_code(), 6);
         assert_eq!(ErrorKind::Config.exit_code(), 7);
+        assert_eq!(ErrorKind::LimitExceeded(Limit::Steps).exit_code(), 5);
+        assert_eq!(ErrorKind::Busy.exit_code(), 8);
+        assert_eq!(ErrorKind::Interrupted.exit_code(), 9);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`capabilities`]: the host side of each capability (log, files, sql, http, memory, model);
 //! - [`models`]: the model router (aliases, fallbacks, quotas) and the provider backends;
 //! - [`state`]: the state store (SQLite by default);
+//! - [`agents`]: sessions and the agent loop, journaled step by step so a task survives a
+//!   crash;
 //! - [`plugins`]: loading, inspecting and calling a plugin;
 //! - [`host`]: the host service, built once from a config: one async call path for every
 //!   front end;
@@ -33,6 +35,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod agents;
 mod bindings;
 pub mod capabilities;
 pub mod cli;

@@ -1,6 +1,7 @@
 //! The `warden` command line. Output meant for scripts goes to stdout (JSON where asked);
 //! errors and progress go to stderr; the exit code says what kind of failure happened.
 
+mod agent;
 mod audit;
 mod call;
 mod config;
@@ -49,6 +50,9 @@ enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Run an agent's task in a session, or resume an interrupted one.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +171,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(PluginCommand::New(args)) => new::run(args),
             Command::Config(command) => config::run(command),
             Command::Audit(command) => audit::run(command).await,
+            Command::Agent(command) => agent::run(command).await,
         }
     });
     match result {

@@ -150,6 +150,18 @@ fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
             "set one of `audit_key_env` and `audit_key_file`, not both",
         );
     }
+    if let Some(ms) = config.state.session_lease_ms
+        && !super::model::SESSION_LEASE_MS_RANGE.contains(&ms)
+    {
+        p.add(
+            "state.session_lease_ms",
+            format!(
+                "is {ms}; a session lease lasts from {} to {} milliseconds",
+                super::model::SESSION_LEASE_MS_RANGE.start(),
+                super::model::SESSION_LEASE_MS_RANGE.end()
+            ),
+        );
+    }
     for (name, plugin) in &config.plugins {
         let key = format!("plugins.{name}");
         // Whether the file is there is not checked here but by `warden config check` (see

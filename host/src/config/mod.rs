@@ -26,6 +26,7 @@ pub use model::{
     PluginConfig, PostgresSourceConfig, SourceConfig, SourceKind, SqliteSourceConfig, StateConfig,
     StateUrl, TenantConfig, redact_url,
 };
+pub use model::{DEFAULT_CONTEXT_TOKENS, DEFAULT_SESSION_LEASE_MS, SESSION_LEASE_MS_RANGE};
 
 /// One problem in a config: the key it is at, and what is wrong and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]

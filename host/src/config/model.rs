@@ -27,6 +27,31 @@ pub struct StateConfig {
     pub audit_key_env: Option<String>,
     /// A file holding the audit key, instead of `audit_key_env`; relative to the config.
     pub audit_key_file: Option<PathBuf>,
+    /// How long a session's lease lasts without a heartbeat, in milliseconds: how soon a task
+    /// whose host died can be resumed elsewhere.
+    pub session_lease_ms: Option<u64>,
+}
+
+/// A session's lease lasts this long without a heartbeat unless `[state] session_lease_ms`
+/// says otherwise: long enough to ride out a stalled disk, short enough to resume soon.
+pub const DEFAULT_SESSION_LEASE_MS: u64 = 15_000;
+
+/// The range `[state] session_lease_ms` may take: a heartbeat runs a third of the way in, so a
+/// shorter lease would lapse under ordinary scheduling delays.
+pub const SESSION_LEASE_MS_RANGE: std::ops::RangeInclusive<u64> = 500..=600_000;
+
+impl StateConfig {
+    /// The session lease's length.
+    pub fn session_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.session_lease_ms
+                .unwrap_or(DEFAULT_SESSION_LEASE_MS)
+                .clamp(
+                    *SESSION_LEASE_MS_RANGE.start(),
+                    *SESSION_LEASE_MS_RANGE.end(),
+                ),
+        )
+    }
 }
 
 /// Where state is kept, parsed from `[state] url`.
@@ -100,6 +125,7 @@ impl Default for StateConfig {
             url_env: None,
             audit_key_env: None,
             audit_key_file: None,
+            session_lease_ms: None,
         }
     }
 }
@@ -343,6 +369,20 @@ pub struct ModelConfig {
     pub headers: BTreeMap<String, String>,
     /// Request timeout in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// The context budget of the agent loop, in (estimated) tokens: a session whose history
+    /// grows past it has its older tasks compacted into a summary.
+    pub context_tokens: Option<u64>,
+}
+
+/// The context budget when an alias sets no `context_tokens`: well inside every current
+/// model's window, so a long session is compacted before a provider refuses it.
+pub const DEFAULT_CONTEXT_TOKENS: u64 = 64_000;
+
+impl ModelConfig {
+    /// The alias's context budget, in tokens.
+    pub fn context_budget(&self) -> u64 {
+        self.context_tokens.unwrap_or(DEFAULT_CONTEXT_TOKENS)
+    }
 }
 
 /// `[agents.NAME]`.

@@ -14,6 +14,16 @@ use crate::error::{CallError, ErrorKind};
 use crate::plugins::{Plugin, plugin_name, read_plugin_file_within};
 use crate::sandbox::{CallLimits, MAX_OUTPUT_KB};
 
+/// A tool an agent may call: its plugin's name in the config, and the tool as the plugin
+/// declared it.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentTool<'g> {
+    /// The plugin's name in the config.
+    pub plugin: &'g str,
+    /// The tool: its name, description and schemas.
+    pub tool: &'g crate::plugins::Tool,
+}
+
 /// A plugin of a generation: loaded and ready, or the reason it is not.
 #[derive(Clone)]
 pub(super) enum PluginSlot {
@@ -35,6 +45,8 @@ pub(super) enum Served {
         /// Where the config came from, for messages.
         source: String,
         agents: BTreeMap<String, AgentEntry>,
+        /// The capabilities every grant of this generation shares: the store, the router.
+        capabilities: Arc<Capabilities>,
     },
     File {
         limits: Result<CallLimits, CallError>,
@@ -132,6 +144,7 @@ impl Generation {
                 config,
                 source,
                 agents,
+                capabilities,
             },
             plugins,
         })
@@ -157,6 +170,34 @@ impl Generation {
             },
             name,
         ))
+    }
+
+    /// The capabilities of a configured generation: its state store and model router.
+    pub fn capabilities(&self) -> Option<&Arc<Capabilities>> {
+        match &self.served {
+            Served::Configured { capabilities, .. } => Some(capabilities),
+            Served::File { .. } => None,
+        }
+    }
+
+    /// The tools `agent` may call, in plugin and tool order, among the plugins that serve; a
+    /// plugin that failed to load offers none.
+    pub fn agent_tools(&self, agent: &str) -> Vec<AgentTool<'_>> {
+        let Some(config) = self.config() else {
+            return Vec::new();
+        };
+        let mut tools = Vec::new();
+        for (name, slot) in &self.plugins {
+            let PluginSlot::Ready(plugin) = slot else {
+                continue;
+            };
+            for tool in plugin.tools() {
+                if crate::policy::check_tool(config, agent, name, &tool.name).is_ok() {
+                    tools.push(AgentTool { plugin: name, tool });
+                }
+            }
+        }
+        tools
     }
 
     /// The config this generation serves, if it serves one.

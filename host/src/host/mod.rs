@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 pub use crate::sandbox::{CallId, MAX_CALL_ID_BYTES};
-pub use generation::Generation;
+pub use generation::{AgentTool, Generation};
 use generation::{PluginSlot, Served};
 pub use request::CallRequest;
 
@@ -242,6 +242,7 @@ impl WardenHost {
                 config,
                 source,
                 agents,
+                ..
             } => {
                 let Some(agent) = agents.get(&identity.agent) else {
                     return Err(CallError::invalid_input(format!(

@@ -70,6 +70,9 @@ pub fn configure(config: &WardenConfig) -> Result<(), ConfigProblems> {
     }
 }
 
+/// The smallest context budget an alias may set: instructions, a summary and one turn fit.
+pub const MIN_CONTEXT_TOKENS: u64 = 256;
+
 /// Checks the keys of one `[models.ALIAS]` that the backends need: the problems, each with the
 /// field it is at (the config check adds the section).
 pub fn check_alias(alias: &ModelConfig) -> Vec<(String, String)> {
@@ -146,6 +149,17 @@ pub fn check_alias(alias: &ModelConfig) -> Vec<(String, String)> {
         problems.push((
             "timeout_ms".into(),
             "must be at least 1 (milliseconds)".into(),
+        ));
+    }
+    if let Some(tokens) = alias.context_tokens
+        && tokens < MIN_CONTEXT_TOKENS
+    {
+        problems.push((
+            "context_tokens".into(),
+            format!(
+                "is {tokens}; the agent loop needs a context budget of at least \
+                 {MIN_CONTEXT_TOKENS} tokens"
+            ),
         ));
     }
     problems

@@ -43,6 +43,9 @@ pub enum StepKind {
     FinalAnswer,
     /// The task ended without an answer (max steps, a refused tool, a model failure).
     TaskFailed,
+    /// The older turns, up to a step, summarised by the model so the history fits the context
+    /// budget; the turns themselves stay in the journal.
+    ContextSummary,
 }
 
 impl StepKind {
@@ -55,6 +58,7 @@ impl StepKind {
             StepKind::ToolResult => "tool_result",
             StepKind::FinalAnswer => "final_answer",
             StepKind::TaskFailed => "task_failed",
+            StepKind::ContextSummary => "context_summary",
         }
     }
 
@@ -67,6 +71,7 @@ impl StepKind {
             StepKind::ToolResult,
             StepKind::FinalAnswer,
             StepKind::TaskFailed,
+            StepKind::ContextSummary,
         ]
         .into_iter()
         .find(|k| k.as_str() == word)
