@@ -490,8 +490,9 @@ impl AgentRunner {
             )
         })?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        let used = view.used_call_ids();
         let (entries, response) =
-            response_entries(&names, session, task, at, model_step, completion);
+            response_entries(&names, session, task, at, model_step, completion, &used);
         events(&AgentEvent::ModelTurn {
             model_step,
             served_by: response.served_by.clone(),
@@ -734,6 +735,7 @@ fn response_entries(
     at: u64,
     model_step: u32,
     completion: Completion,
+    used: &std::collections::BTreeSet<String>,
 ) -> (Vec<NewStep>, ModelResponse) {
     let mut asked: Vec<AskedCall> = completion
         .message
@@ -746,7 +748,7 @@ fn response_entries(
             arguments: c.arguments.clone(),
         })
         .collect();
-    task::distinct_call_ids(&mut asked, at);
+    task::distinct_call_ids(&mut asked, at, used);
     let response = ModelResponse {
         text: completion.message.content,
         tool_calls: asked,

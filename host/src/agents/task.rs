@@ -162,6 +162,18 @@ impl SessionView {
         Some(progress)
     }
 
+    /// The model's tool-call ids already used in this session.
+    pub fn used_call_ids(&self) -> std::collections::BTreeSet<String> {
+        self.turns
+            .iter()
+            .filter_map(|t| match &t.entry {
+                Entry::ModelResponse(r) => Some(r.tool_calls.iter().map(|c| c.id.clone())),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     /// The newest summary, if the session was compacted.
     fn summary(&self) -> Option<&ContextSummary> {
         self.turns.iter().rev().find_map(|t| match &t.entry {
@@ -294,13 +306,22 @@ fn summary_message(s: &ContextSummary) -> String {
     )
 }
 
-/// Makes the model's tool-call ids usable as keys: each must be non-empty and unique within
-/// its response, or the results could not be told apart. A missing or repeated id is replaced
-/// by one made from the journal step and the call's index.
-pub fn distinct_call_ids(calls: &mut [AskedCall], step: u64) {
+/// Makes the model's tool-call ids usable as keys: each must be non-empty and unique in the
+/// session's conversation (`used` holds the ids earlier turns took), or results could not be
+/// told apart and a provider may refuse the history. A missing or repeated id is replaced by
+/// one made from the journal step and the call's index.
+pub fn distinct_call_ids(
+    calls: &mut [AskedCall],
+    step: u64,
+    used: &std::collections::BTreeSet<String>,
+) {
     let mut seen = std::collections::BTreeSet::new();
     for (index, call) in calls.iter_mut().enumerate() {
-        if call.id.is_empty() || call.id.len() > 256 || !seen.insert(call.id.clone()) {
+        if call.id.is_empty()
+            || call.id.len() > 256
+            || used.contains(&call.id)
+            || !seen.insert(call.id.clone())
+        {
             call.id = format!("warden_{step}_{index}");
             seen.insert(call.id.clone());
         }
@@ -584,10 +605,12 @@ mod tests {
             name: "t".into(),
             arguments: "{}".into(),
         };
-        let mut calls = vec![call("x"), call("x"), call("")];
-        distinct_call_ids(&mut calls, 7);
+        let mut calls = vec![call("x"), call("x"), call(""), call("old")];
+        let used = ["old".to_string()].into_iter().collect();
+        distinct_call_ids(&mut calls, 7, &used);
         assert_eq!(calls[0].id, "x");
         assert_eq!(calls[1].id, "warden_7_1");
         assert_eq!(calls[2].id, "warden_7_2");
+        assert_eq!(calls[3].id, "warden_7_3");
     }
 }
