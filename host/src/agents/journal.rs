@@ -65,13 +65,27 @@ pub struct ModelResponse {
 
 impl ModelResponse {
     /// The tool calls as the router's type, for the conversation sent back to the model.
+    /// What the model wrote is hostile input: a call without a name, or with arguments that
+    /// are not JSON, would make every later request of the session invalid, so such calls are
+    /// replayed with a placeholder name and the text wrapped in a JSON object (the call's
+    /// result already told the model what was wrong).
     pub fn calls(&self) -> Vec<ToolCall> {
         self.tool_calls
             .iter()
             .map(|c| ToolCall {
                 id: c.id.clone(),
-                name: c.name.clone(),
-                arguments: c.arguments.clone(),
+                name: if c.name.is_empty() {
+                    "unnamed".into()
+                } else {
+                    c.name.clone()
+                },
+                arguments: if serde_json::from_str::<serde_json::Map<String, Value>>(&c.arguments)
+                    .is_ok()
+                {
+                    c.arguments.clone()
+                } else {
+                    serde_json::json!({ "unparsed_arguments": c.arguments }).to_string()
+                },
             })
             .collect()
     }
