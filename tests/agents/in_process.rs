@@ -17,10 +17,13 @@ use warden::state::testing::{POSTGRES_URL_VAR, run_admin};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+/// How the scripted model answers the `n`-th request (from 0), given its body.
+type Answer = dyn Fn(usize, &Value) -> ResponseTemplate + Send + Sync;
+
 /// A model scripted by a closure over the request body; every body is kept.
 #[derive(Clone)]
 struct Script {
-    answer: Arc<dyn Fn(usize, &Value) -> ResponseTemplate + Send + Sync>,
+    answer: Arc<Answer>,
     seen: Arc<Mutex<Vec<Value>>>,
     count: Arc<AtomicUsize>,
 }
