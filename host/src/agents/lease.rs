@@ -20,6 +20,7 @@ pub struct HeldLease {
     store: Arc<dyn AgentStore>,
     tenant: String,
     lease: Lease,
+    ttl: Duration,
     lost: Arc<AtomicBool>,
     heartbeat: tokio::task::JoinHandle<()>,
 }
@@ -68,6 +69,7 @@ impl HeldLease {
             store,
             tenant: tenant.to_string(),
             lease,
+            ttl,
             lost,
             heartbeat,
         })
@@ -81,6 +83,25 @@ impl HeldLease {
     /// Whether a renewal was refused because another holder took the session over.
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::Acquire)
+    }
+
+    /// Renews the lease now, as a write refused because the lease lapsed does before it tries
+    /// again: a lapsed lease that nobody took over is still this holder's, and one that was
+    /// taken over stays lost.
+    pub async fn renew_now(&self) -> Result<(), StoreError> {
+        match self
+            .store
+            .renew_lease(&self.tenant, &self.lease, self.ttl)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if matches!(e, StoreError::Fenced { .. }) {
+                    self.lost.store(true, Ordering::Release);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Stops renewing and gives the lease up, so the next task need not wait for it to lapse.

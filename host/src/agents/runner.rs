@@ -823,21 +823,30 @@ async fn append(
 ) -> Result<(), CallError> {
     let at = view.next_step();
     let token = lease.lease().token;
-    agent
+    let mut written = agent
         .store
         .append_steps(&agent.tenant, session, at, token, &entries)
-        .await
-        .map_err(|e| match e {
-            StoreError::Fenced { .. } | StoreError::Conflict { .. } => lost_lease(session),
-            other => CallError::new(
-                ErrorKind::Interrupted,
-                format!(
-                    "the journal could not be written ({other}); the task is kept up to its \
-                     last committed step and can be resumed with `warden agent resume \
-                     --session {session}`"
-                ),
+        .await;
+    // A heartbeat that came late (a starved or paused process) leaves a lapsed lease, which
+    // fences the write even though nobody took the session over: renew, and try once more.
+    // The renewal fails if another holder did take over, and the write stays refused.
+    if matches!(written, Err(StoreError::Fenced { .. })) && lease.renew_now().await.is_ok() {
+        written = agent
+            .store
+            .append_steps(&agent.tenant, session, at, token, &entries)
+            .await;
+    }
+    written.map_err(|e| match e {
+        StoreError::Fenced { .. } | StoreError::Conflict { .. } => lost_lease(session),
+        other => CallError::new(
+            ErrorKind::Interrupted,
+            format!(
+                "the journal could not be written ({other}); the task is kept up to its last \
+                 committed step and can be resumed with `warden agent resume --session \
+                 {session}`"
             ),
-        })?;
+        ),
+    })?;
     let now = crate::state::now_ms();
     let committed: Vec<JournalEntry> = entries
         .into_iter()
