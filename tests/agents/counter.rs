@@ -1,0 +1,167 @@
+//! The `counter` test plugin by itself, through `warden call`: the ledger the agent tests read
+//! must say exactly what ran, by call id, and when.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+use crate::common::{Run, plugin_path, run_command, warden_command};
+
+/// A folder with a ledger and a config granting it to agent `counting` as `grant`.
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new(grant: &str) -> Bench {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        Connection::open(dir.path().join("ledger.db")).expect("create the ledger");
+        let config = format!(
+            r#"
+[state]
+url = "sqlite://{state}"
+[plugins.counter]
+path = "{counter}"
+max = ["sql:ledger:rw"]
+[sources.ledger]
+kind = "sqlite"
+path = "ledger.db"
+[sources.other]
+kind = "sqlite"
+path = "other.db"
+[agents.counting]
+tools = ["counter/*"]
+grants = ["{grant}"]
+"#,
+            state = dir.path().join("state.db").display(),
+            counter = plugin_path("counter").display(),
+        );
+        Connection::open(dir.path().join("other.db")).expect("create other.db");
+        std::fs::write(dir.path().join("warden.toml"), config).unwrap();
+        Bench { dir }
+    }
+
+    fn call(&self, tool: &str, input: &str) -> Run {
+        let mut cmd = warden_command(&[
+            "call",
+            "--config",
+            "warden.toml",
+            "--agent",
+            "counting",
+            "counter",
+            tool,
+            "--input",
+            input,
+        ]);
+        cmd.current_dir(self.dir.path()).env_remove("WARDEN_CONFIG");
+        run_command(cmd, None)
+    }
+
+    /// (call_id, session, agent, label, started_ms, finished_ms) of every row, in order.
+    fn rows(&self, db: &str) -> Vec<(String, String, String, String, i64, Option<i64>)> {
+        let conn = Connection::open(self.dir.path().join(db)).unwrap();
+        let exists: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'executions'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if exists == 0 {
+            return Vec::new();
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT call_id, session, agent, label, started_ms, finished_ms FROM executions ORDER BY id",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+#[test]
+fn count_records_each_execution_with_its_call_id_and_times() {
+    let bench = Bench::new("ledger:rw");
+    let first = bench.call("count", r#"{"label": "a", "sleep_ms": 150}"#);
+    first.assert_code(0);
+    let second = bench.call("count", r#"{"label": "b"}"#);
+    second.assert_code(0);
+    let (a, b): (Value, Value) = (first.json(), second.json());
+    assert_eq!(a["label"], "a", "{first:#?}");
+    assert_eq!(b["label"], "b", "{second:#?}");
+    let (a_id, b_id) = (a["call_id"].as_str().unwrap(), b["call_id"].as_str().unwrap());
+    assert!(!a_id.is_empty() && a_id != b_id, "call ids {a_id:?} and {b_id:?}");
+
+    let rows = bench.rows("ledger.db");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (call_id, session, agent, label, started, finished) = &rows[0];
+    assert_eq!(
+        (call_id.as_str(), agent.as_str(), label.as_str()),
+        (a_id, "counting", "a")
+    );
+    assert!(!session.is_empty(), "the row keeps the call's session");
+    let finished = finished.expect("a finished execution has finished_ms");
+    assert!(
+        finished - started >= 150,
+        "it slept 150 ms between start ({started}) and end ({finished})"
+    );
+    assert_eq!(rows[1].0, b_id);
+    assert!(rows[1].5.is_some());
+}
+
+#[test]
+fn count_writes_to_the_source_it_is_given() {
+    let bench = Bench::new("other:rw");
+    bench
+        .call("count", r#"{"label": "x", "source": "other"}"#)
+        .assert_code(0);
+    assert_eq!(bench.rows("other.db").len(), 1);
+    assert!(bench.rows("ledger.db").is_empty());
+}
+
+#[test]
+fn count_without_a_read_write_grant_is_denied_and_records_nothing() {
+    let bench = Bench::new("ledger:ro");
+    let run = bench.call("count", r#"{"label": "a"}"#);
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(
+        run.error_line().contains("ledger"),
+        "the denial names the source: {run:#?}"
+    );
+    assert!(bench.rows("ledger.db").is_empty());
+}
+
+#[test]
+fn count_refuses_a_sleep_over_a_minute_before_recording() {
+    let bench = Bench::new("ledger:rw");
+    let run = bench.call("count", r#"{"label": "a", "sleep_ms": 60001}"#);
+    run.assert_fails_with(2, "sleep_ms");
+    assert!(bench.rows("ledger.db").is_empty());
+    assert!(bench.path().join("ledger.db").is_file());
+}
+
+#[test]
+fn fail_always_fails_with_a_tool_error() {
+    let bench = Bench::new("ledger:rw");
+    let run = bench.call("fail", "{}");
+    run.assert_fails_with(4, "the fail tool always fails");
+    let run = bench.call("fail", r#"{"reason": "on purpose"}"#);
+    run.assert_fails_with(4, "on purpose");
+}
