@@ -13,11 +13,15 @@ fn never_called() -> FakeModel {
 /// model call nor tool call.
 fn assert_refused(run: &Run, needle: &str, site: &Site, model: &FakeModel) {
     assert_eq!(
-        run.code, 2,
+        run.code,
+        2,
         "expected exit 2 (invalid input); the run was {run:#?}\n{}",
         model.describe()
     );
-    assert!(run.stdout.trim().is_empty(), "a refusal printed to stdout: {run:#?}");
+    assert!(
+        run.stdout.trim().is_empty(),
+        "a refusal printed to stdout: {run:#?}"
+    );
     assert!(
         run.error_line().contains(needle),
         "the error should name {needle:?}: {run:#?}"
@@ -81,7 +85,8 @@ fn an_oversized_task_is_refused() {
     let cmd = site.command(&Site::run_args("-", &["--json"]));
     let run = run_command(cmd, Some(task.as_bytes()));
     assert_eq!(
-        run.code, 2,
+        run.code,
+        2,
         "a 2 MiB task on stdin (`TASK` given as `-`) should be refused as too large, exit 2; \
          the run was {:#?}",
         Run {
@@ -95,7 +100,11 @@ fn an_oversized_task_is_refused() {
         error.contains("bytes") || error.contains("KiB") || error.contains("MiB"),
         "the error says how large the task is, or may be: {error}"
     );
-    assert!(error.len() < 1000, "the error does not echo the task: {} bytes", error.len());
+    assert!(
+        error.len() < 1000,
+        "the error does not echo the task: {} bytes",
+        error.len()
+    );
     assert!(model.received().is_empty(), "{}", model.describe());
     assert!(site.executions().is_empty());
 }

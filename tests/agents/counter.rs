@@ -7,6 +7,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::common::{Run, plugin_path, run_command, warden_command};
+use crate::site::{Execution, read_executions};
 
 /// A folder with a ledger and a config granting it to agent `counting` as `grant`.
 struct Bench {
@@ -23,7 +24,7 @@ impl Bench {
 url = "sqlite://{state}"
 [plugins.counter]
 path = "{counter}"
-max = ["sql:ledger:rw"]
+max = ["sql:ledger:rw", "sql:other:rw"]
 [sources.ledger]
 kind = "sqlite"
 path = "ledger.db"
@@ -58,37 +59,9 @@ grants = ["{grant}"]
         run_command(cmd, None)
     }
 
-    /// (call_id, session, agent, label, started_ms, finished_ms) of every row, in order.
-    fn rows(&self, db: &str) -> Vec<(String, String, String, String, i64, Option<i64>)> {
-        let conn = Connection::open(self.dir.path().join(db)).unwrap();
-        let exists: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'executions'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        if exists == 0 {
-            return Vec::new();
-        }
-        let mut stmt = conn
-            .prepare(
-                "SELECT call_id, session, agent, label, started_ms, finished_ms FROM executions ORDER BY id",
-            )
-            .unwrap();
-        stmt.query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    /// Every execution recorded in `db`, in order.
+    fn rows(&self, db: &str) -> Vec<Execution> {
+        read_executions(&self.dir.path().join(db))
     }
 
     fn path(&self) -> &Path {
@@ -106,24 +79,33 @@ fn count_records_each_execution_with_its_call_id_and_times() {
     let (a, b): (Value, Value) = (first.json(), second.json());
     assert_eq!(a["label"], "a", "{first:#?}");
     assert_eq!(b["label"], "b", "{second:#?}");
-    let (a_id, b_id) = (a["call_id"].as_str().unwrap(), b["call_id"].as_str().unwrap());
-    assert!(!a_id.is_empty() && a_id != b_id, "call ids {a_id:?} and {b_id:?}");
+    let (a_id, b_id) = (
+        a["call_id"].as_str().unwrap(),
+        b["call_id"].as_str().unwrap(),
+    );
+    assert!(
+        !a_id.is_empty() && a_id != b_id,
+        "call ids {a_id:?} and {b_id:?}"
+    );
 
     let rows = bench.rows("ledger.db");
     assert_eq!(rows.len(), 2, "{rows:?}");
-    let (call_id, session, agent, label, started, finished) = &rows[0];
+    let row = &rows[0];
     assert_eq!(
-        (call_id.as_str(), agent.as_str(), label.as_str()),
+        (row.call_id.as_str(), row.agent.as_str(), row.label.as_str()),
         (a_id, "counting", "a")
     );
-    assert!(!session.is_empty(), "the row keeps the call's session");
-    let finished = finished.expect("a finished execution has finished_ms");
+    assert!(!row.session.is_empty(), "the row keeps the call's session");
+    let started = row.started_ms;
+    let finished = row
+        .finished_ms
+        .expect("a finished execution has finished_ms");
     assert!(
         finished - started >= 150,
         "it slept 150 ms between start ({started}) and end ({finished})"
     );
-    assert_eq!(rows[1].0, b_id);
-    assert!(rows[1].5.is_some());
+    assert_eq!(rows[1].call_id, b_id);
+    assert!(rows[1].finished_ms.is_some());
 }
 
 #[test]

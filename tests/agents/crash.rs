@@ -54,6 +54,10 @@ fn a_killed_task_resumes(store: Store) {
 
     // The state at the kill: a and b done and journaled, c in flight.
     let at_kill = site.journal(&session);
+    assert!(
+        !at_kill.is_empty(),
+        "the killed task left no journal for session {session}; killed run: {killed:#?}"
+    );
     let done_at_kill: BTreeSet<String> = at_kill
         .iter()
         .filter(|e| e.kind.as_str() == "tool_result")
@@ -61,7 +65,8 @@ fn a_killed_task_resumes(store: Store) {
         .collect();
     let asked_before_kill = model.answered().len();
     assert_eq!(
-        asked_before_kill, 2,
+        asked_before_kill,
+        2,
         "two model turns before c ran\n{}",
         model.describe()
     );
@@ -78,10 +83,8 @@ fn a_killed_task_resumes(store: Store) {
         "c was still running, yet its result is journaled: {at_kill:#?}"
     );
     assert!(
-        at_kill
-            .iter()
-            .any(|e| e.kind.as_str() == "tool_call"
-                && e.call_id.as_deref() == Some(in_flight.call_id.as_str())),
+        at_kill.iter().any(|e| e.kind.as_str() == "tool_call"
+            && e.call_id.as_deref() == Some(in_flight.call_id.as_str())),
         "c's tool_call (its call id) is journaled before c runs: {at_kill:#?}"
     );
 
@@ -98,8 +101,16 @@ fn a_killed_task_resumes(store: Store) {
     // a and b ran once; c twice, with the same call id; nothing else ran twice.
     let runs = site.runs_per_call_id();
     let call_id_of = |label: &str| site.executions_of(label)[0].call_id.clone();
-    assert_eq!(runs[&call_id_of("a")], 1, "a completed before the kill: {runs:?}");
-    assert_eq!(runs[&call_id_of("b")], 1, "b completed before the kill: {runs:?}");
+    assert_eq!(
+        runs[&call_id_of("a")],
+        1,
+        "a completed before the kill: {runs:?}"
+    );
+    assert_eq!(
+        runs[&call_id_of("b")],
+        1,
+        "b completed before the kill: {runs:?}"
+    );
     let c = site.executions_of("c");
     assert_eq!(c.len(), 2, "c was in flight, so it runs again: {c:#?}");
     assert_eq!(
@@ -180,7 +191,11 @@ fn a_model_backend_that_fails_mid_task_interrupts_it_and_resume_finishes_it() {
     let failures = model.received().iter().filter(|r| r.status == 500).count();
     assert!(failures >= 1, "{}", model.describe());
     let runs = site.executions();
-    assert_eq!(runs.len(), 2, "a and b ran before the backend failed: {runs:#?}");
+    assert_eq!(
+        runs.len(),
+        2,
+        "a and b ran before the backend failed: {runs:#?}"
+    );
     let session = runs[0].session.clone();
     let journal = site.journal(&session);
     assert_eq!(

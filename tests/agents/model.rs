@@ -372,7 +372,10 @@ impl FakeModel {
     /// Every request and script error, for failure messages.
     pub fn describe(&self) -> String {
         let shared = self.lock();
-        let mut out = format!("the fake model received {} request(s):\n", shared.received.len());
+        let mut out = format!(
+            "the fake model received {} request(s):\n",
+            shared.received.len()
+        );
         for (i, r) in shared.received.iter().enumerate() {
             let _ = write!(out, "#{i} answered {}: ", r.status);
             match &r.conversation {
@@ -451,7 +454,11 @@ fn respond(state: &Mutex<Shared>, request: &Request) -> ResponseTemplate {
             body: body_text,
             status: 500,
         });
-        return error_response(wire.unwrap_or(Wire::OpenAi), 500, "the fake backend is failing");
+        return error_response(
+            wire.unwrap_or(Wire::OpenAi),
+            500,
+            "the fake backend is failing",
+        );
     }
     let script = shared.script.clone();
     // The script runs outside the lock (it may be slow, or panic).
@@ -503,7 +510,9 @@ fn respond(state: &Mutex<Shared>, request: &Request) -> ResponseTemplate {
 
 fn error_response(wire: Wire, status: u16, message: &str) -> ResponseTemplate {
     let body = match wire {
-        Wire::OpenAi => json!({"error": {"message": message, "type": "server_error", "code": null}}),
+        Wire::OpenAi => {
+            json!({"error": {"message": message, "type": "server_error", "code": null}})
+        }
         Wire::Anthropic => {
             json!({"type": "error", "error": {"type": "api_error", "message": message}})
         }
@@ -549,7 +558,11 @@ fn read_openai(body: Value) -> Result<Conversation, String> {
             let function = c.get("function").unwrap_or(&Value::Null);
             tool_calls.push(SeenCall {
                 id: c.get("id").and_then(Value::as_str).unwrap_or("").into(),
-                name: function.get("name").and_then(Value::as_str).unwrap_or("").into(),
+                name: function
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into(),
                 arguments: match function.get("arguments") {
                     Some(Value::String(s)) => s.clone(),
                     Some(other) => other.to_string(),
@@ -706,7 +719,8 @@ fn encode(wire: Wire, text: &str, calls: &[Call]) -> Result<Value, String> {
                         c.id
                     )
                 })?;
-                content.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
+                content
+                    .push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
             }
             Ok(json!({
                 "id": "msg_fake",
@@ -743,7 +757,10 @@ mod tests {
                 .unwrap_or_else(|e| panic!("POST {url}: {e}"));
             let status = response.status().as_u16();
             let bytes = response.bytes().await.expect("an answer body");
-            (status, serde_json::from_slice(&bytes).expect("a JSON answer"))
+            (
+                status,
+                serde_json::from_slice(&bytes).expect("a JSON answer"),
+            )
         })
     }
 
@@ -760,7 +777,8 @@ mod tests {
     #[test]
     fn openai_turns_follow_the_conversation_and_are_recorded() {
         let model = FakeModel::start(script);
-        let tools = json!([{"type": "function", "function": {"name": "counter__count", "parameters": {}}}]);
+        let tools =
+            json!([{"type": "function", "function": {"name": "counter__count", "parameters": {}}}]);
         let (status, first) = post(
             &model,
             "/chat/completions",
@@ -772,8 +790,14 @@ mod tests {
         assert_eq!(status, 200, "{first}");
         let message = &first["choices"][0]["message"];
         assert_eq!(first["choices"][0]["finish_reason"], "tool_calls");
-        assert_eq!(message["tool_calls"][0]["function"]["name"], "counter__count");
-        assert_eq!(message["tool_calls"][1]["function"]["arguments"], "{not json");
+        assert_eq!(
+            message["tool_calls"][0]["function"]["name"],
+            "counter__count"
+        );
+        assert_eq!(
+            message["tool_calls"][1]["function"]["arguments"],
+            "{not json"
+        );
         assert_eq!(first["usage"]["prompt_tokens"], INPUT_TOKENS);
 
         let (status, second) = post(

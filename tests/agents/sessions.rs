@@ -41,11 +41,15 @@ fn two_processes_on_one_session(store: Store) {
         return;
     };
     let mut first = site.spawn(&Site::run_args(SLOW_TASK, &["--json"]));
-    let slow = first.wait_for("the first task's slow call to start", Duration::from_secs(60), || {
-        site.executions_of("slow")
-            .into_iter()
-            .find(|e| e.finished_ms.is_none())
-    });
+    let slow = first.wait_for(
+        "the first task's slow call to start",
+        Duration::from_secs(60),
+        || {
+            site.executions_of("slow")
+                .into_iter()
+                .find(|e| e.finished_ms.is_none())
+        },
+    );
     let session = slow.session.clone();
 
     let refused = site.run_task(NEXT_TASK, &["--session", &session]);
@@ -88,11 +92,19 @@ fn two_processes_on_one_session(store: Store) {
     let received = model.received();
     let last_first = received
         .iter()
-        .rposition(|r| r.conversation.as_ref().is_some_and(|c| c.task() == SLOW_TASK))
+        .rposition(|r| {
+            r.conversation
+                .as_ref()
+                .is_some_and(|c| c.task() == SLOW_TASK)
+        })
         .unwrap();
     let first_second = received
         .iter()
-        .position(|r| r.conversation.as_ref().is_some_and(|c| c.task() == NEXT_TASK))
+        .position(|r| {
+            r.conversation
+                .as_ref()
+                .is_some_and(|c| c.task() == NEXT_TASK)
+        })
         .unwrap();
     assert!(
         last_first < first_second,
@@ -105,7 +117,10 @@ fn two_processes_on_one_session(store: Store) {
         .iter()
         .filter(|e| e.kind.as_str() == "task_started")
         .count();
-    assert_eq!(started, 2, "the refused run left no task in the journal: {journal:#?}");
+    assert_eq!(
+        started, 2,
+        "the refused run left no task in the journal: {journal:#?}"
+    );
 }
 
 #[test]

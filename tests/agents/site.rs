@@ -276,38 +276,7 @@ limits = {{ max_steps = {max_steps} }}
 
     /// Every execution the counter recorded, in the order they started.
     pub fn executions(&self) -> Vec<Execution> {
-        let conn = Connection::open_with_flags(self.ledger(), OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open the ledger");
-        conn.busy_timeout(Duration::from_secs(5)).unwrap();
-        let exists: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'executions'",
-                [],
-                |row| row.get(0),
-            )
-            .expect("read the ledger's schema");
-        if exists == 0 {
-            return Vec::new();
-        }
-        let mut stmt = conn
-            .prepare(
-                "SELECT call_id, session, agent, label, started_ms, finished_ms FROM executions \
-                 ORDER BY started_ms, id",
-            )
-            .expect("the ledger's executions table has the counter's columns");
-        stmt.query_map([], |row| {
-            Ok(Execution {
-                call_id: row.get(0)?,
-                session: row.get(1)?,
-                agent: row.get(2)?,
-                label: row.get(3)?,
-                started_ms: row.get(4)?,
-                finished_ms: row.get(5)?,
-            })
-        })
-        .expect("read the ledger")
-        .collect::<Result<_, _>>()
-        .expect("read a ledger row")
+        read_executions(&self.ledger())
     }
 
     /// The executions with `label`.
@@ -349,6 +318,44 @@ limits = {{ max_steps = {max_steps} }}
                 .unwrap_or_else(|e| panic!("read the journal of session {session}: {e}"))
         })
     }
+}
+
+/// Every execution the counter recorded in the ledger at `path`, in the order they started
+/// (none before the table exists).
+pub fn read_executions(path: &Path) -> Vec<Execution> {
+    // Read-write (never created): a read-only connection cannot always open a WAL database.
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .unwrap_or_else(|e| panic!("open the ledger {}: {e}", path.display()));
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let exists: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'executions'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("read the ledger's schema");
+    if exists == 0 {
+        return Vec::new();
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT call_id, session, agent, label, started_ms, finished_ms FROM executions \
+             ORDER BY started_ms, id",
+        )
+        .expect("the ledger's executions table has the counter's columns");
+    stmt.query_map([], |row| {
+        Ok(Execution {
+            call_id: row.get(0)?,
+            session: row.get(1)?,
+            agent: row.get(2)?,
+            label: row.get(3)?,
+            started_ms: row.get(4)?,
+            finished_ms: row.get(5)?,
+        })
+    })
+    .expect("read the ledger")
+    .collect::<Result<_, _>>()
+    .expect("read a ledger row")
 }
 
 /// A `warden` process started in the background. Its output is drained as it comes; dropping it

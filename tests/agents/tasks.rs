@@ -86,7 +86,10 @@ fn a_multi_step_task_with_parallel_calls(store: Store) {
     let second = &asked[1];
     let p1 = count_result(second, "call_p1");
     let p2 = count_result(second, "call_p2");
-    assert_eq!((p1["label"].as_str(), p2["label"].as_str()), (Some("p1"), Some("p2")));
+    assert_eq!(
+        (p1["label"].as_str(), p2["label"].as_str()),
+        (Some("p1"), Some("p2"))
+    );
     let p3 = count_result(&asked[2], "call_p3");
     assert_eq!(p3["label"], "p3");
 
@@ -112,7 +115,11 @@ fn a_multi_step_task_with_parallel_calls(store: Store) {
         e1.started_ms,
         e2.started_ms
     );
-    assert_eq!(p1["call_id"], e1.call_id.as_str(), "the model saw the tool's output");
+    assert_eq!(
+        p1["call_id"],
+        e1.call_id.as_str(),
+        "the model saw the tool's output"
+    );
     assert_eq!(p3["call_id"], e3.call_id.as_str());
 
     // The journal: every step, in order, with the Warden call ids the plugin saw.
@@ -138,7 +145,10 @@ fn a_multi_step_task_with_parallel_calls(store: Store) {
         .collect();
     assert_eq!(ids, [&json!("call_p1"), &json!("call_p2")]);
     assert_eq!(responses[0].payload["usage"]["input_tokens"], INPUT_TOKENS);
-    assert_eq!(responses[0].payload["usage"]["output_tokens"], OUTPUT_TOKENS);
+    assert_eq!(
+        responses[0].payload["usage"]["output_tokens"],
+        OUTPUT_TOKENS
+    );
     assert_eq!(responses[2].payload["text"], MULTI_STEP_ANSWER);
     assert_eq!(out.of_kind("tool_call").len(), 3, "{kinds:?}");
     assert_eq!(out.of_kind("tool_result").len(), 3, "{kinds:?}");
@@ -157,7 +167,10 @@ fn a_multi_step_task_with_parallel_calls(store: Store) {
             .find(|s| s.payload["model_call_id"] == model_id)
             .unwrap_or_else(|| panic!("no tool_call for {model_id}: {:#}", out.json));
         assert_eq!(call.call_id, result.call_id);
-        assert!(call.step < result.step, "a call is journaled before its result");
+        assert!(
+            call.step < result.step,
+            "a call is journaled before its result"
+        );
         assert_eq!(call.payload["plugin"], "counter");
         assert_eq!(call.payload["tool"], "count");
         assert_eq!(call.payload["name"], "counter__count");
@@ -167,7 +180,9 @@ fn a_multi_step_task_with_parallel_calls(store: Store) {
     let stored_kinds: Vec<&str> = stored.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(stored_kinds, kinds, "--json's steps are the task's journal");
     assert!(
-        stored.iter().all(|e| e.task.hyphenated().to_string() == out.task),
+        stored
+            .iter()
+            .all(|e| e.task.hyphenated().to_string() == out.task),
         "every entry belongs to task {}",
         out.task
     );
@@ -262,7 +277,11 @@ fn tool_errors_go_back_to_the_model_as_tool_results_and_the_task_goes_on() {
             call("call_forbidden", "text-tools__echo", json!({"text": "hi"})),
             call("call_unknown", "nosuchplugin__nosuchtool", json!({})),
             raw_call("call_badjson", &c.tool("counter", "count"), "{\"label\": "),
-            call("call_fail", &c.tool("counter", "fail"), json!({"reason": "on purpose"})),
+            call(
+                "call_fail",
+                &c.tool("counter", "fail"),
+                json!({"reason": "on purpose"}),
+            ),
         ]),
         1 if c.results().len() == 4 => Reply::answer("All four failed, as expected."),
         _ => Reply::unexpected("not a turn of the tool-errors script", c),
@@ -315,11 +334,18 @@ fn tool_errors_go_back_to_the_model_as_tool_results_and_the_task_goes_on() {
         site.executions().is_empty(),
         "count with arguments that are not JSON must not run"
     );
-    for id in ["call_forbidden", "call_unknown", "call_badjson", "call_fail"] {
+    for id in [
+        "call_forbidden",
+        "call_unknown",
+        "call_badjson",
+        "call_fail",
+    ] {
         let r = out.result_for(id);
         assert_eq!(r.payload["ok"], false, "{:#}", r.payload);
         assert!(
-            r.payload["error"]["kind"].as_str().is_some_and(|k| !k.is_empty())
+            r.payload["error"]["kind"]
+                .as_str()
+                .is_some_and(|k| !k.is_empty())
                 && r.payload["error"]["message"]
                     .as_str()
                     .is_some_and(|m| !m.is_empty()),
@@ -380,9 +406,9 @@ fn max_steps_stops_a_model_that_keeps_calling_tools_and_keeps_its_work() {
     assert_eq!(results.len(), runs.len(), "{:?} vs {runs:#?}", out.kinds());
     for e in &runs {
         assert!(
-            results
-                .iter()
-                .any(|r| r.call_id.as_deref() == Some(e.call_id.as_str()) && r.payload["ok"] == true),
+            results.iter().any(
+                |r| r.call_id.as_deref() == Some(e.call_id.as_str()) && r.payload["ok"] == true
+            ),
             "the execution of {} ({}) has no tool_result in the journal",
             e.label,
             e.call_id
@@ -390,7 +416,10 @@ fn max_steps_stops_a_model_that_keeps_calling_tools_and_keeps_its_work() {
     }
     let stored = site.journal(&out.session);
     assert_eq!(
-        stored.iter().filter(|e| e.kind.as_str() == "tool_result").count(),
+        stored
+            .iter()
+            .filter(|e| e.kind.as_str() == "tool_result")
+            .count(),
         runs.len(),
         "the store keeps the work"
     );
@@ -427,12 +456,19 @@ fn an_anthropic_backend_runs_a_multi_step_task_with_a_tool_call() {
     let asked = model.answered();
     assert_eq!(asked.len(), 2, "{}", model.describe());
     assert!(asked.iter().all(|c| c.wire == Wire::Anthropic));
-    assert!(asked[0].system().contains(INSTRUCTIONS), "{}", asked[0].describe());
+    assert!(
+        asked[0].system().contains(INSTRUCTIONS),
+        "{}",
+        asked[0].describe()
+    );
     let tool = asked[0].body["tools"]
         .as_array()
         .and_then(|tools| tools.iter().find(|t| t["name"] == "counter__count"))
         .unwrap_or_else(|| panic!("counter__count is not offered: {:#}", asked[0].body));
-    assert_eq!(tool["input_schema"]["properties"]["label"]["type"], "string");
+    assert_eq!(
+        tool["input_schema"]["properties"]["label"]["type"],
+        "string"
+    );
     // The second request carries the assistant's tool_use and the tool_result for it.
     let body = &asked[1].body;
     let blocks: Vec<&Value> = body["messages"]
@@ -442,7 +478,9 @@ fn an_anthropic_backend_runs_a_multi_step_task_with_a_tool_call() {
         .flat_map(|m| m["content"].as_array().into_iter().flatten())
         .collect();
     assert!(
-        blocks.iter().any(|b| b["type"] == "tool_use" && b["id"] == "toolu_01"),
+        blocks
+            .iter()
+            .any(|b| b["type"] == "tool_use" && b["id"] == "toolu_01"),
         "{body:#}"
     );
     assert!(
@@ -453,10 +491,16 @@ fn an_anthropic_backend_runs_a_multi_step_task_with_a_tool_call() {
     );
     let runs = site.executions();
     assert_eq!(runs.len(), 1, "{runs:#?}");
-    assert_eq!(count_result(&asked[1], "toolu_01")["call_id"], runs[0].call_id.as_str());
+    assert_eq!(
+        count_result(&asked[1], "toolu_01")["call_id"],
+        runs[0].call_id.as_str()
+    );
     let response = out.of_kind("model_response")[0];
     assert_eq!(response.payload["usage"]["input_tokens"], INPUT_TOKENS);
-    assert_eq!(out.result_for("toolu_01").call_id.as_deref(), Some(runs[0].call_id.as_str()));
+    assert_eq!(
+        out.result_for("toolu_01").call_id.as_deref(),
+        Some(runs[0].call_id.as_str())
+    );
 }
 
 const SHOWN_TASK: &str = "Count once, visibly.";
@@ -498,7 +542,8 @@ fn progress_goes_to_stderr_and_quiet_silences_it() {
     expect_code(&quiet, 0, &model);
     assert!(quiet.stdout.contains(SHOWN_ANSWER), "{quiet:#?}");
     assert!(
-        !quiet.stderr.contains("count") && !tokens.iter().any(|t| quiet.stderr.contains(t.as_str())),
+        !quiet.stderr.contains("count")
+            && !tokens.iter().any(|t| quiet.stderr.contains(t.as_str())),
         "--quiet silences progress: {quiet:#?}"
     );
     model.assert_script_ok();
