@@ -20,3 +20,4 @@ mod counter;
 mod crash;
 mod sessions;
 mod tasks;
+mod wire;
