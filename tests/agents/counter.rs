@@ -2,12 +2,13 @@
 //! must say exactly what ran, by call id, and when.
 
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::common::{Run, plugin_path, run_command, warden_command};
-use crate::site::{Execution, read_executions};
+use crate::site::{Execution, Spawned, read_executions};
 
 /// A folder with a ledger and a config granting it to agent `counting` as `grant`.
 struct Bench {
@@ -44,6 +45,10 @@ grants = ["{grant}"]
     }
 
     fn call(&self, tool: &str, input: &str) -> Run {
+        run_command(self.command(tool, input), None)
+    }
+
+    fn command(&self, tool: &str, input: &str) -> std::process::Command {
         let mut cmd = warden_command(&[
             "call",
             "--config",
@@ -56,7 +61,7 @@ grants = ["{grant}"]
             input,
         ]);
         cmd.current_dir(self.dir.path()).env_remove("WARDEN_CONFIG");
-        run_command(cmd, None)
+        cmd
     }
 
     /// Every execution recorded in `db`, in order.
@@ -146,4 +151,35 @@ fn fail_always_fails_with_a_tool_error() {
     run.assert_fails_with(4, "the fail tool always fails");
     let run = bench.call("fail", r#"{"reason": "on purpose"}"#);
     run.assert_fails_with(4, "on purpose");
+}
+
+#[test]
+fn an_execution_in_flight_is_visible_and_one_killed_stays_unfinished() {
+    let bench = Bench::new("ledger:rw");
+    let input = r#"{"label": "slow", "sleep_ms": 5000}"#;
+    let mut running = Spawned::start(bench.command("count", input), &["call", "count", input]);
+    let in_flight = running.wait_for(
+        "the slow execution to start",
+        Duration::from_secs(60),
+        || {
+            bench
+                .rows("ledger.db")
+                .into_iter()
+                .find(|e| e.label == "slow")
+        },
+    );
+    assert_eq!(in_flight.finished_ms, None, "{in_flight:?}");
+    assert!(running.running(), "the call is still sleeping");
+    let killed = running.kill9();
+    assert!(
+        killed.stdout.is_empty(),
+        "a killed call printed no output: {killed:#?}"
+    );
+    let rows = bench.rows("ledger.db");
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(
+        rows[0].finished_ms, None,
+        "the killed execution never finished"
+    );
+    assert_eq!(rows[0].call_id, in_flight.call_id);
 }

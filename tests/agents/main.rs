@@ -16,6 +16,7 @@ mod model;
 mod site;
 
 mod bad_input;
+mod config;
 mod counter;
 mod crash;
 mod sessions;

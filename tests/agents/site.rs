@@ -126,11 +126,18 @@ impl Site {
     /// A site on `options.store`; `None` (with a printed message) when that is PostgreSQL and
     /// `WARDEN_TEST_POSTGRES_URL` is not set.
     pub fn open(label: &str, model: &FakeModel, options: Options) -> Option<Site> {
+        let site = Site::configure(label, model, options)?;
+        require_agent_cli();
+        Some(site)
+    }
+
+    /// [`Site::open`] without the check that the binary has `warden agent` (for the tests of
+    /// the site's config itself).
+    pub fn configure(label: &str, model: &FakeModel, options: Options) -> Option<Site> {
         let schema = match options.store {
             Store::Sqlite => None,
             Store::Postgres => Some(PgTestSchema::create(label)?),
         };
-        require_agent_cli();
         let dir = tempfile::tempdir().expect("a temp dir for the site");
         let ledger = dir.path().join("ledger.db");
         let conn = Connection::open(&ledger).expect("create the ledger database");
@@ -376,7 +383,8 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
 }
 
 impl Spawned {
-    fn start(mut cmd: Command, args: &[&str]) -> Spawned {
+    /// Starts `cmd` (a `warden` command whose arguments were `args`) in the background.
+    pub fn start(mut cmd: Command, args: &[&str]) -> Spawned {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
