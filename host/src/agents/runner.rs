@@ -491,8 +491,17 @@ impl AgentRunner {
         })?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let used = view.used_call_ids();
-        let (entries, response) =
-            response_entries(&names, session, task, at, model_step, completion, &used);
+        let configured = |plugin: &str| agent.config.plugins.contains_key(plugin);
+        let (entries, response) = response_entries(
+            &names,
+            &configured,
+            session,
+            task,
+            at,
+            model_step,
+            completion,
+            &used,
+        );
         events(&AgentEvent::ModelTurn {
             model_step,
             served_by: response.served_by.clone(),
@@ -699,7 +708,11 @@ async fn run_one(
             error: None,
             elapsed_ms: 0,
         },
-        Err(e) => task::refused(call, kind_word(e.kind()), e.message().to_string()),
+        Err(e) => task::refused(
+            call,
+            kind_word(e.kind()),
+            format!("`{}`: {}", call.name.escape_debug(), e.message()),
+        ),
     }
 }
 
@@ -728,8 +741,10 @@ fn result_entry(task: Uuid, call_id: String, outcome: ToolOutcome) -> NewStep {
 
 /// The entries a model response journals: the response, then its tool calls with their
 /// call-ids, or the final answer.
+#[allow(clippy::too_many_arguments)]
 fn response_entries(
     names: &ToolNames,
+    configured: &dyn Fn(&str) -> bool,
     session: SessionId,
     task: Uuid,
     at: u64,
@@ -769,10 +784,10 @@ fn response_entries(
     for (index, asked) in response.tool_calls.iter().enumerate() {
         let (plugin, tool) = match names.resolve(&asked.name) {
             Some((p, t)) => (Some(p.to_string()), Some(t.to_string())),
-            // Not offered, but named like a configured tool: sent to the host service, whose
-            // tool check refuses it and audits the refusal.
+            // Not offered, but named like a tool of a configured plugin: sent to the host
+            // service, whose tool check refuses it and audits the refusal.
             None => match asked.name.split_once("__") {
-                Some((p, t)) if !p.is_empty() && !t.is_empty() => {
+                Some((p, t)) if configured(p) && !t.is_empty() => {
                     (Some(p.to_string()), Some(t.to_string()))
                 }
                 _ => (None, None),
