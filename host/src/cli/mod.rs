@@ -7,6 +7,7 @@ mod config;
 mod inspect;
 mod list;
 pub mod new;
+mod session;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// List, show and delete agent sessions.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +171,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(PluginCommand::New(args)) => new::run(args),
             Command::Config(command) => config::run(command),
             Command::Audit(command) => audit::run(command).await,
+            Command::Session(command) => session::run(command).await,
         }
     });
     match result {
