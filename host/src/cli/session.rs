@@ -169,7 +169,7 @@ async fn list(args: ListArgs) -> Result<(), CallError> {
         print_stdout("[")?;
     } else {
         print_stdout(&format!(
-            "{:<36}  {:<16}  {:<11}  {:<24}  {:<24}",
+            "{:<36}  {:<16}  {:<11}  {:<24}  {}",
             "ID", "AGENT", "STATUS", "CREATED", "UPDATED"
         ))?;
     }
@@ -195,7 +195,7 @@ async fn list(args: ListArgs) -> Result<(), CallError> {
                 format!("{sep}{}", json_text(&session_json(s)))
             } else {
                 format!(
-                    "{:<36}  {:<16}  {:<11}  {:<24}  {:<24}",
+                    "{:<36}  {:<16}  {:<11}  {:<24}  {}",
                     s.id,
                     escape_log_line(&s.agent),
                     s.status,
