@@ -168,10 +168,15 @@ grants = ["handbook:ro"]
 }
 
 /// The peak RSS of one `warden ARGS` run, in KiB, from `wait4`'s resource usage of that child
-/// alone. stdout goes to a file, so a long output cannot block the child on a full pipe.
+/// alone. Its output goes to files, so a long one cannot block the child on a full pipe.
+// The child is reaped by `wait4` itself, which `Child::wait` cannot do: it drops the resource
+// usage that is the point of the measurement.
+#[allow(clippy::zombie_processes)]
 fn peak_rss_kib(dir: &Path, args: &[&str]) -> u64 {
     let out_path = dir.join("bench-stdout");
+    let err_path = dir.join("bench-stderr");
     let stdout = std::fs::File::create(&out_path).expect("stdout file");
+    let stderr = std::fs::File::create(&err_path).expect("stderr file");
     let child = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(args)
         .current_dir(dir)
@@ -180,7 +185,7 @@ fn peak_rss_kib(dir: &Path, args: &[&str]) -> u64 {
         .env("WARDEN_CACHE_DIR", dir.join("cache"))
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .expect("spawn warden");
     let pid = child.id() as libc::pid_t;
@@ -195,11 +200,7 @@ fn peak_rss_kib(dir: &Path, args: &[&str]) -> u64 {
         "wait4 failed: {}",
         std::io::Error::last_os_error()
     );
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr {
-        use std::io::Read as _;
-        let _ = pipe.read_to_string(&mut stderr);
-    }
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "warden {args:?} failed in {}: {stderr}",
