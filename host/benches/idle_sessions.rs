@@ -6,7 +6,8 @@
 //! zero").
 //!
 //! Measured, each a few times (the median is reported):
-//! - `warden session list --limit 10`;
+//! - `warden session list --limit 10`, and `warden session list` of every session (printed a
+//!   page at a time, so it too should not grow with the store);
 //! - `warden session show ID` of the one session both stores hold;
 //! - `warden plugin list`, which starts the host service on the store with a plugin loaded.
 //!
@@ -266,7 +267,7 @@ async fn main() {
 
     let base_id = base_shown.to_string();
     let idle_id = idle_shown.to_string();
-    let commands: [(&str, Vec<&str>, Vec<&str>); 3] = [
+    let commands: [(&str, Vec<&str>, Vec<&str>); 4] = [
         (
             "session list --limit 10",
             vec![
@@ -285,6 +286,12 @@ async fn main() {
                 "--config",
                 "warden.toml",
             ],
+        ),
+        (
+            // Every session, printed a page at a time: memory stays at one page's worth.
+            "session list (all of them)",
+            vec!["session", "list", "--config", "warden.toml"],
+            vec!["session", "list", "--config", "warden.toml"],
         ),
         (
             "session show ID",
