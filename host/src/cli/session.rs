@@ -704,7 +704,11 @@ impl Text {
     }
 
     fn conversation(&self, out: &mut String, items: &[Value]) {
-        let _ = writeln!(out, "\nconversation ({} items)", items.len());
+        let _ = writeln!(
+            out,
+            "\nconversation ({})",
+            count(items.len(), "item", "items")
+        );
         let mut task = None;
         for item in items {
             let this_task = item["task"].as_str();
@@ -822,7 +826,11 @@ impl Text {
     }
 
     fn memory(&self, out: &mut String, what: &str, entries: &[MemoryEntry]) {
-        let _ = writeln!(out, "\nmemory: {what} ({} entries)", entries.len());
+        let _ = writeln!(
+            out,
+            "\nmemory: {what} ({})",
+            count(entries.len(), "entry", "entries")
+        );
         for e in entries {
             let _ = writeln!(
                 out,
@@ -834,12 +842,21 @@ impl Text {
                 timestamp(e.updated_at_ms)
             );
             let value = serde_json::from_str::<Value>(&e.value).unwrap_or_else(|_| json!(e.value));
-            self.block(out, 4, &value);
+            let line = self.one_line(&value, JOURNAL_LINE_CHARS);
+            if line.chars().count() < JOURNAL_LINE_CHARS {
+                let _ = writeln!(out, "    {line}");
+            } else {
+                self.block(out, 4, &value);
+            }
         }
     }
 
     fn journal(&self, out: &mut String, journal: &[JournalEntry]) {
-        let _ = writeln!(out, "\njournal ({} entries)", journal.len());
+        let _ = writeln!(
+            out,
+            "\njournal ({})",
+            count(journal.len(), "entry", "entries")
+        );
         for e in journal {
             let call = match &e.call_id {
                 Some(id) => format!(" call {}", escape_log_line(id)),
@@ -919,6 +936,11 @@ impl Text {
         let _ = write!(cut, "… [+{} chars]", total - width);
         cut
     }
+}
+
+/// `1 entry`, `2 entries`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// `plugin/tool ok in 12 ms` for a tool item.
