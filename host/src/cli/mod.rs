@@ -8,6 +8,7 @@ mod config;
 mod inspect;
 mod list;
 pub mod new;
+mod session;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ enum Command {
     /// Run an agent's task in a session, or resume an interrupted one.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// List, show and delete agent sessions.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +176,7 @@ pub fn main() -> ExitCode {
             Command::Config(command) => config::run(command),
             Command::Audit(command) => audit::run(command).await,
             Command::Agent(command) => agent::run(command).await,
+            Command::Session(command) => session::run(command).await,
         }
     });
     match result {
