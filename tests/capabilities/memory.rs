@@ -610,3 +610,56 @@ async fn postgres_two_agents_increment_one_counter_without_losing_an_update() {
     };
     two_agents_increment_one_counter_without_losing_an_update(site).await;
 }
+
+#[tokio::test]
+async fn warden_call_runs_in_the_session_it_is_given() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = dir.path().join("state.db");
+    let config = dir.path().join("warden.toml");
+    std::fs::write(&config, config_text("sqlite://state.db", "")).unwrap();
+    let store = StateStore::open(&StateUrl::Sqlite(db)).await.unwrap();
+    let session = store
+        .agent_state()
+        .create_session(TENANT, "alice")
+        .await
+        .unwrap();
+    let id = session.id.to_string();
+    let input = json!({"ns": "session", "key": "k", "value": "kept"}).to_string();
+    let args = |extra: &[&str]| {
+        let mut args = vec![
+            "call",
+            "memory-probe",
+            "put",
+            "--config",
+            config.to_str().unwrap(),
+            "--agent",
+            "alice",
+            "--input",
+            &input,
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = crate::common::warden(&args(&["--session", &id]));
+    run.assert_code(0);
+    assert_eq!(run.json()["result"], 1, "{run:#?}");
+    let stored = store
+        .agent_state()
+        .get_memory(TENANT, &Namespace::Session(session.id), "k")
+        .await
+        .unwrap()
+        .expect("written in the given session");
+    assert_eq!(stored.value, "\"kept\"");
+    // Without --session there is no session memory, and the plugin is told how to get one.
+    let run = crate::common::warden(&args(&[]));
+    run.assert_code(0);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("--session ID"), "{message}");
+    // A --session that is not an id is refused before the call.
+    let run = crate::common::warden(&args(&["--session", "yesterday"]));
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("--session takes a session id"),
+        "{run:#?}"
+    );
+}

@@ -1276,3 +1276,81 @@ async fn postgres_a_second_handle_sees_committed_state_and_the_lease() {
     ))
     .await;
 }
+
+/// Undoes migration 4 (the usage table and its record), as a store written before it had.
+const BEFORE_MIGRATION_4: &str =
+    "DROP TABLE agent_memory_usage; DELETE FROM warden_schema WHERE version = 4;";
+
+/// Writes entries, takes the store back to before migration 4 with `undo`, reopens it, and
+/// checks that the migration counted what was stored: live entries' keys and values in bytes
+/// (a multi-byte character counts its bytes), tombstones not at all.
+async fn migration_4_counts_the_entries_already_stored(url: StateUrl, undo: impl FnOnce()) {
+    let ns = Namespace::Shared("fleet".into());
+    let other = Namespace::Agent("researcher".into());
+    {
+        let s = StateStore::open(&url).await.unwrap().agent_state();
+        s.put_memory(T, &ns, "a", "\"é\"", None, &writer(), &NO_LIMITS)
+            .await
+            .unwrap();
+        s.put_memory(T, &ns, "bb", "12345", None, &writer(), &NO_LIMITS)
+            .await
+            .unwrap();
+        s.put_memory(T, &ns, "gone", "1", None, &writer(), &NO_LIMITS)
+            .await
+            .unwrap();
+        assert!(
+            s.delete_memory(T, &ns, "gone", None, &writer())
+                .await
+                .unwrap()
+        );
+        s.put_memory(T, &other, "k", "true", None, &writer(), &NO_LIMITS)
+            .await
+            .unwrap();
+    }
+    undo();
+    let s = StateStore::open(&url).await.unwrap().agent_state();
+    // "a" + "\"é\"" is 1 + 4 bytes; "bb" + "12345" is 7.
+    assert_eq!(
+        s.memory_usage(T, &ns).await.unwrap(),
+        MemoryUsage {
+            bytes: 12,
+            entries: 2
+        }
+    );
+    assert_eq!(
+        s.memory_usage(T, &other).await.unwrap(),
+        MemoryUsage {
+            bytes: 5,
+            entries: 1
+        }
+    );
+    // And the limit holds against what was counted.
+    let full = MemoryLimits {
+        max_namespace_bytes: 12,
+        ..NO_LIMITS
+    };
+    assert!(is_invalid(
+        s.put_memory(T, &ns, "c", "1", None, &writer(), &full).await
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_migration_4_counts_the_entries_already_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let undo = || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(BEFORE_MIGRATION_4).unwrap();
+    };
+    migration_4_counts_the_entries_already_stored(StateUrl::Sqlite(path.clone()), undo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_migration_4_counts_the_entries_already_stored() {
+    let Some(schema) = PgTestSchema::create("migration_4") else {
+        return;
+    };
+    let url = schema.url().to_string();
+    let undo = || warden::state::testing::run_admin(&url, BEFORE_MIGRATION_4);
+    migration_4_counts_the_entries_already_stored(StateUrl::Postgres(url.clone()), undo).await;
+}
