@@ -226,6 +226,23 @@ impl CallState {
         }
     }
 
+    /// A write's answer: its result, or its error, recorded in the audit log after the record
+    /// of the attempt.
+    async fn memory_written<T>(
+        &mut self,
+        name: &str,
+        what: &str,
+        result: Result<T, StoreError>,
+    ) -> Result<T, MemoryError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                let error = store_error(name, e);
+                Err(self.memory_audit_error(name, what, error).await)
+            }
+        }
+    }
+
     /// The writer recorded on every entry this call writes.
     fn memory_writer(&self) -> (String, String) {
         (
@@ -388,13 +405,7 @@ impl HostNamespace for CallState {
                 &limits,
             )
             .await;
-        Ok(match result {
-            Ok(version) => Ok(version),
-            Err(e) => {
-                let error = store_error(&name, e);
-                Err(self.memory_audit_error(&name, &what, error).await)
-            }
-        })
+        Ok(self.memory_written(&name, &what, result).await)
     }
 
     async fn delete(
@@ -433,13 +444,7 @@ impl HostNamespace for CallState {
                 &writer,
             )
             .await;
-        Ok(match result {
-            Ok(existed) => Ok(existed),
-            Err(e) => {
-                let error = store_error(&name, e);
-                Err(self.memory_audit_error(&name, &what, error).await)
-            }
-        })
+        Ok(self.memory_written(&name, &what, result).await)
     }
 
     async fn list(
