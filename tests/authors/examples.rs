@@ -1,6 +1,7 @@
 //! `plugins/examples/python-text` and `js-text`: the text-tools of the Rust plugin, written in
 //! Python and JavaScript. Their answers must equal the Rust plugin's, their log lines must reach
-//! the host log, and their use of `memory` must be denied while nothing grants it.
+//! the host log, and their use of `memory` must be denied while nothing grants it, and succeed
+//! once a config grants it.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -154,6 +155,66 @@ fn memory_is_denied_naming_the_grant(example: &Path) {
     run.assert_fails_with(3, "memory:notes");
 }
 
+/// With `memory:notes:rw` granted to the agent and in the plugin's max, `remember` writes the
+/// note: a second call finds it (its version grows), and the store holds it, written by the
+/// example's tool.
+fn memory_succeeds_when_granted(example: &Path, name: &str) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [state]
+            url = "sqlite://state.db"
+            [plugins.{name}]
+            path = "{}"
+            max = ["memory:notes:rw"]
+            [agents.scribe]
+            tools = ["{name}/*"]
+            grants = ["memory:notes:rw"]
+            "#,
+            example.display()
+        ),
+    )
+    .unwrap();
+    let remember = |text: &str| {
+        let input = json!({"key": "customer/42", "text": text}).to_string();
+        let args: Vec<&OsStr> = vec![
+            "call".as_ref(),
+            name.as_ref(),
+            "remember".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--agent".as_ref(),
+            "scribe".as_ref(),
+            "--input".as_ref(),
+            input.as_ref(),
+        ];
+        let run = warden(&args);
+        run.assert_code(0);
+        run.json()
+    };
+    assert_eq!(remember("prefers email")["version"], 1);
+    assert_eq!(remember("prefers phone")["version"], 2);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let entry = runtime.block_on(async {
+        let url = warden::state::StateUrl::Sqlite(dir.path().join("state.db"));
+        let store = warden::state::StateStore::open(&url).await.unwrap();
+        let notes = warden::state::memory::Namespace::Shared("notes".into());
+        store
+            .agent_state()
+            .get_memory("local", &notes, "customer/42")
+            .await
+            .unwrap()
+            .expect("the note is stored")
+    });
+    assert_eq!(entry.value, "\"prefers phone\"");
+    assert_eq!(entry.version, 2);
+    assert_eq!(entry.written_by_agent, "scribe");
+    assert_eq!(entry.written_by_tool, format!("{name}/remember"));
+}
+
 fn imports_only_what_it_uses(example: &Path) {
     let report = inspect(example);
     let imports: Vec<&str> = report["imports"]
@@ -198,6 +259,11 @@ fn python_text_memory_is_denied_naming_the_grant() {
 }
 
 #[test]
+fn python_text_memory_succeeds_when_granted() {
+    memory_succeeds_when_granted(python_text(), "python-text");
+}
+
+#[test]
 fn python_text_imports_only_what_it_uses() {
     imports_only_what_it_uses(python_text());
 }
@@ -220,6 +286,11 @@ fn js_text_logs_through_the_host_log() {
 #[test]
 fn js_text_memory_is_denied_naming_the_grant() {
     memory_is_denied_naming_the_grant(js_text());
+}
+
+#[test]
+fn js_text_memory_succeeds_when_granted() {
+    memory_succeeds_when_granted(js_text(), "js-text");
 }
 
 #[test]

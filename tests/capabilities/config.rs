@@ -580,3 +580,37 @@ fn the_state_url_variable_is_checked_without_echoing_it() {
     assert!(run.stderr.contains("state.url_env"), "{run:#?}");
     assert!(!run.stderr.contains("hunter2"), "{run:#?}");
 }
+
+#[test]
+fn memory_limits_and_own_namespace_grants_are_checked_at_their_keys() {
+    let ws = Workspace::new();
+    ws.config(
+        r#"
+        [memory]
+        max_value_kb = 512
+        max_namespace_mb = 0
+        [agents.support]
+        grants = ["memory:session:rw", "memory:agent", "memory:team:rw"]
+        "#,
+    );
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(7);
+    for key in [
+        "memory.max_value_kb",
+        "memory.max_namespace_mb",
+        "agents.support.grants[0]",
+        "agents.support.grants[1]",
+    ] {
+        assert!(run.stderr.contains(key), "missing {key}: {run:#?}");
+    }
+    assert!(
+        run.stderr.contains("own memory namespace") && run.stderr.contains("remove this entry"),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("grants[2]"), "{run:#?}");
+    // The keys under [memory] are known; others are not.
+    ws.config("[memory]\nmax_value_mb = 1\n");
+    let run = ws.warden(&["config", "check", "--config", "warden.toml"]);
+    run.assert_code(7);
+    assert!(run.stderr.contains("max_value_mb"), "{run:#?}");
+}

@@ -1,5 +1,5 @@
 //! Integration tests of the capabilities: the operator's config, grants and their denials,
-//! directory sources, SQL sources, outbound HTTP and the audit log. They drive the real binary
+//! directory sources, SQL sources, outbound HTTP, memory and the audit log. They drive the real binary
 //! and the real plugins, with real files, a real SQLite database and the local PostgreSQL.
 
 #[allow(dead_code)]
@@ -11,5 +11,6 @@ mod config;
 mod examples;
 mod files;
 mod http;
+mod memory;
 mod sql;
 mod workspace;

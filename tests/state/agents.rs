@@ -14,7 +14,9 @@ use warden::state::journal::{
     MAX_CALL_ID_BYTES, MAX_ENTRIES_PER_APPEND, MAX_PAYLOAD_BYTES, NewStep, StepKind,
 };
 use warden::state::leases::{FencingToken, Lease, MAX_LEASE_TTL};
-use warden::state::memory::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Namespace, Writer};
+use warden::state::memory::{
+    MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryLimits, MemoryUsage, Namespace, Writer,
+};
 use warden::state::sessions::{MAX_NAME_BYTES, Session, SessionId, SessionQuery, SessionStatus};
 use warden::state::testing::PgTestSchema;
 use warden::state::{StateStore, StateUrl, StoreError};
@@ -91,6 +93,9 @@ conformance!(
     memory_sizes_are_bounded_at_exactly_their_limits,
     malformed_memory_requests_are_refused,
     concurrent_compare_and_swaps_on_one_key_let_exactly_one_win,
+    a_namespace_limit_refuses_growth_past_it_counting_rewrites_and_deletes,
+    concurrent_writers_cannot_both_squeeze_past_a_namespace_limit,
+    a_value_limit_below_the_stores_refuses_a_bigger_value,
     a_live_lease_is_refused_to_another_holder_naming_it,
     a_lapsed_lease_is_taken_over_with_a_larger_token,
     renewing_keeps_a_lease_from_lapsing,
@@ -106,6 +111,8 @@ const TTL: Duration = Duration::from_secs(60);
 /// Short enough to lapse during one; tests wait [`LAPSE`] for it.
 const SHORT: Duration = Duration::from_millis(60);
 const LAPSE: Duration = Duration::from_millis(150);
+/// Only the store's own bounds: the cases that are not about the `[memory]` limits.
+const NO_LIMITS: MemoryLimits = MemoryLimits::STORE_BOUNDS;
 /// How many contenders each race starts.
 const RACERS: usize = 8;
 
@@ -216,9 +223,17 @@ async fn another_tenants_session_is_not_found(s: Store) {
         .map(|_| ())
     ));
     assert!(not_found(
-        s.put_memory(OTHER, &Namespace::Session(id), "k", "1", None, &writer())
-            .await
-            .map(|_| ())
+        s.put_memory(
+            OTHER,
+            &Namespace::Session(id),
+            "k",
+            "1",
+            None,
+            &writer(),
+            &NO_LIMITS
+        )
+        .await
+        .map(|_| ())
     ));
     assert!(!s.delete_session(OTHER, id).await.unwrap());
     // Nothing the other tenant tried touched the session.
@@ -258,18 +273,35 @@ async fn deleting_a_session_removes_its_journal_memory_and_lease(s: Store) {
     .unwrap();
     let private = Namespace::Session(session.id);
     let agent = Namespace::Agent("researcher".into());
-    s.put_memory(T, &private, "k", "1", None, &writer())
+    s.put_memory(T, &private, "k", "1", None, &writer(), &NO_LIMITS)
         .await
         .unwrap();
-    s.put_memory(T, &Namespace::Session(keep.id), "k", "2", None, &writer())
-        .await
-        .unwrap();
-    s.put_memory(T, &agent, "k", "3", None, &writer())
+    s.put_memory(
+        T,
+        &Namespace::Session(keep.id),
+        "k",
+        "2",
+        None,
+        &writer(),
+        &NO_LIMITS,
+    )
+    .await
+    .unwrap();
+    s.put_memory(T, &agent, "k", "3", None, &writer(), &NO_LIMITS)
         .await
         .unwrap();
 
+    assert_ne!(
+        s.memory_usage(T, &private).await.unwrap(),
+        MemoryUsage::default()
+    );
     assert!(s.delete_session(T, session.id).await.unwrap());
     assert_eq!(s.get_session(T, session.id).await.unwrap(), None);
+    // Its usage row goes with its memory.
+    assert_eq!(
+        s.memory_usage(T, &private).await.unwrap(),
+        MemoryUsage::default()
+    );
     assert!(matches!(
         s.read_journal(T, session.id, 0, 0).await,
         Err(StoreError::NotFound(_))
@@ -563,7 +595,15 @@ async fn memory_round_trips_with_its_version_and_writer(s: Store) {
     let ns = Namespace::Shared("fleet".into());
     assert_eq!(s.get_memory(T, &ns, "plan").await.unwrap(), None);
     let v1 = s
-        .put_memory(T, &ns, "plan", r#"{"step": 1}"#, None, &writer())
+        .put_memory(
+            T,
+            &ns,
+            "plan",
+            r#"{"step": 1}"#,
+            None,
+            &writer(),
+            &NO_LIMITS,
+        )
         .await
         .unwrap();
     assert_eq!(v1, 1);
@@ -582,7 +622,7 @@ async fn memory_round_trips_with_its_version_and_writer(s: Store) {
         tool: "drafts/edit",
     };
     let v2 = s
-        .put_memory(T, &ns, "plan", "2", None, &other)
+        .put_memory(T, &ns, "plan", "2", None, &other, &NO_LIMITS)
         .await
         .unwrap();
     assert_eq!(v2, 2);
@@ -596,7 +636,10 @@ async fn a_lost_compare_and_swap_is_a_conflict_carrying_the_current_version(s: S
     let ns = Namespace::Agent("researcher".into());
     let put = |key: &'static str, value: &'static str, expected: Option<u64>| {
         let (s, ns) = (s.clone(), ns.clone());
-        async move { s.put_memory(T, &ns, key, value, expected, &writer()).await }
+        async move {
+            s.put_memory(T, &ns, key, value, expected, &writer(), &NO_LIMITS)
+                .await
+        }
     };
     assert_eq!(put("k", "1", Some(0)).await, Ok(1));
     assert_eq!(
@@ -620,7 +663,10 @@ async fn a_lost_compare_and_swap_is_a_conflict_carrying_the_current_version(s: S
 async fn deletes_take_an_expected_version_and_versions_are_never_reused(s: Store) {
     let ns = Namespace::Shared("fleet".into());
     let w = writer();
-    assert_eq!(s.put_memory(T, &ns, "k", "1", None, &w).await, Ok(1));
+    assert_eq!(
+        s.put_memory(T, &ns, "k", "1", None, &w, &NO_LIMITS).await,
+        Ok(1)
+    );
     assert_eq!(
         s.delete_memory(T, &ns, "k", Some(3), &w).await,
         Err(StoreError::Conflict { current_version: 1 })
@@ -639,11 +685,13 @@ async fn deletes_take_an_expected_version_and_versions_are_never_reused(s: Store
     // Recreated, the key continues past its tombstone: a writer still holding version 1 from
     // before the delete cannot mistake the new entry for the one it read.
     assert_eq!(
-        s.put_memory(T, &ns, "k", "\"new\"", Some(0), &w).await,
+        s.put_memory(T, &ns, "k", "\"new\"", Some(0), &w, &NO_LIMITS)
+            .await,
         Ok(3)
     );
     assert_eq!(
-        s.put_memory(T, &ns, "k", "\"stale\"", Some(1), &w).await,
+        s.put_memory(T, &ns, "k", "\"stale\"", Some(1), &w, &NO_LIMITS)
+            .await,
         Err(StoreError::Conflict { current_version: 3 })
     );
     assert_eq!(
@@ -667,7 +715,7 @@ async fn namespaces_and_tenants_keep_memory_apart(s: Store) {
     ];
     for (i, (tenant, ns)) in spaces.iter().enumerate() {
         let v = s
-            .put_memory(tenant, ns, "k", &i.to_string(), None, &writer())
+            .put_memory(tenant, ns, "k", &i.to_string(), None, &writer(), &NO_LIMITS)
             .await
             .unwrap();
         assert_eq!(v, 1, "{tenant} {ns:?} starts its own version");
@@ -682,7 +730,9 @@ async fn namespaces_and_tenants_keep_memory_apart(s: Store) {
 
 async fn session_memory_needs_its_session(s: Store) {
     let ns = Namespace::Session(SessionId::new());
-    let put = s.put_memory(T, &ns, "k", "1", None, &writer()).await;
+    let put = s
+        .put_memory(T, &ns, "k", "1", None, &writer(), &NO_LIMITS)
+        .await;
     assert!(matches!(put, Err(StoreError::NotFound(_))), "{put:?}");
     assert_eq!(s.get_memory(T, &ns, "k").await.unwrap(), None);
 }
@@ -703,7 +753,7 @@ async fn listing_pages_through_a_prefix_in_key_order(s: Store) {
         "note",
     ];
     for key in keys {
-        s.put_memory(T, &ns, key, "true", None, &writer())
+        s.put_memory(T, &ns, key, "true", None, &writer(), &NO_LIMITS)
             .await
             .unwrap();
     }
@@ -763,15 +813,17 @@ async fn memory_sizes_are_bounded_at_exactly_their_limits(s: Store) {
     let value_at_limit = format!("\"{}\"", "v".repeat(MAX_VALUE_BYTES - 2));
     let value_over = format!("\"{}\"", "v".repeat(MAX_VALUE_BYTES - 1));
     assert_eq!(
-        s.put_memory(T, &ns, &key_at_limit, &value_at_limit, None, &w)
+        s.put_memory(T, &ns, &key_at_limit, &value_at_limit, None, &w, &NO_LIMITS)
             .await,
         Ok(1)
     );
     assert!(is_invalid(
-        s.put_memory(T, &ns, &key_over, "1", None, &w).await
+        s.put_memory(T, &ns, &key_over, "1", None, &w, &NO_LIMITS)
+            .await
     ));
     assert!(is_invalid(
-        s.put_memory(T, &ns, "big", &value_over, None, &w).await
+        s.put_memory(T, &ns, "big", &value_over, None, &w, &NO_LIMITS)
+            .await
     ));
     assert!(is_invalid(s.get_memory(T, &ns, &key_over).await));
     assert!(is_invalid(
@@ -786,30 +838,37 @@ async fn memory_sizes_are_bounded_at_exactly_their_limits(s: Store) {
 async fn malformed_memory_requests_are_refused(s: Store) {
     let ns = Namespace::Shared("fleet".into());
     let w = writer();
-    assert!(is_invalid(s.put_memory(T, &ns, "", "1", None, &w).await));
     assert!(is_invalid(
-        s.put_memory(T, &ns, "a\0b", "1", None, &w).await
+        s.put_memory(T, &ns, "", "1", None, &w, &NO_LIMITS).await
     ));
     assert!(is_invalid(
-        s.put_memory(T, &ns, "k", "not json", None, &w).await
+        s.put_memory(T, &ns, "a\0b", "1", None, &w, &NO_LIMITS)
+            .await
+    ));
+    assert!(is_invalid(
+        s.put_memory(T, &ns, "k", "not json", None, &w, &NO_LIMITS)
+            .await
     ));
     let unnamed = Namespace::Shared(String::new());
     assert!(is_invalid(
-        s.put_memory(T, &unnamed, "k", "1", None, &w).await
+        s.put_memory(T, &unnamed, "k", "1", None, &w, &NO_LIMITS)
+            .await
     ));
     let nobody = Writer {
         agent: "",
         tool: "notes/save",
     };
     assert!(is_invalid(
-        s.put_memory(T, &ns, "k", "1", None, &nobody).await
+        s.put_memory(T, &ns, "k", "1", None, &nobody, &NO_LIMITS)
+            .await
     ));
     let bad_tool = Writer {
         agent: "researcher",
         tool: "notes\0save",
     };
     assert!(is_invalid(
-        s.put_memory(T, &ns, "k", "1", None, &bad_tool).await
+        s.put_memory(T, &ns, "k", "1", None, &bad_tool, &NO_LIMITS)
+            .await
     ));
     assert_eq!(s.get_memory(T, &ns, "k").await.unwrap(), None);
 }
@@ -822,7 +881,7 @@ async fn concurrent_compare_and_swaps_on_one_key_let_exactly_one_win(s: Store) {
             .map(|n| {
                 let (s, ns) = (s.clone(), ns.clone());
                 tokio::spawn(async move {
-                    s.put_memory(T, &ns, "k", &n.to_string(), expected, &writer())
+                    s.put_memory(T, &ns, "k", &n.to_string(), expected, &writer(), &NO_LIMITS)
                         .await
                 })
             })
@@ -847,6 +906,178 @@ async fn concurrent_compare_and_swaps_on_one_key_let_exactly_one_win(s: Store) {
         assert_eq!(entry.value, won[0].to_string());
         assert_eq!(entry.version, winner_version);
     }
+}
+
+/// A JSON string value whose text is exactly `bytes` long.
+fn value_of(bytes: usize) -> String {
+    format!("\"{}\"", "v".repeat(bytes - 2))
+}
+
+fn namespace_limit(bytes: u64) -> MemoryLimits {
+    MemoryLimits {
+        max_namespace_bytes: bytes,
+        ..NO_LIMITS
+    }
+}
+
+async fn a_namespace_limit_refuses_growth_past_it_counting_rewrites_and_deletes(s: Store) {
+    let ns = Namespace::Shared("fleet".into());
+    let w = writer();
+    let limits = namespace_limit(100);
+    // Keys count too: "k1" plus 48 bytes of value is 50.
+    assert_eq!(
+        s.put_memory(T, &ns, "k1", &value_of(48), None, &w, &limits)
+            .await,
+        Ok(1)
+    );
+    assert_eq!(
+        s.put_memory(T, &ns, "k2", &value_of(48), None, &w, &limits)
+            .await,
+        Ok(1)
+    );
+    assert_eq!(
+        s.memory_usage(T, &ns).await.unwrap(),
+        MemoryUsage {
+            bytes: 100,
+            entries: 2
+        }
+    );
+    // Exactly at the limit: one more byte does not fit, and nothing is written.
+    let over = s.put_memory(T, &ns, "k3", "1", None, &w, &limits).await;
+    match over {
+        Err(StoreError::Invalid(message)) => assert!(
+            message.contains("max_namespace_mb") && message.contains("100 bytes"),
+            "{message}"
+        ),
+        other => panic!("a write past the namespace limit must be refused: {other:?}"),
+    }
+    assert_eq!(s.get_memory(T, &ns, "k3").await.unwrap(), None);
+    // A rewrite counts the difference: shrinking k1 to "1" frees 47 bytes.
+    assert_eq!(
+        s.put_memory(T, &ns, "k1", "1", None, &w, &limits).await,
+        Ok(2)
+    );
+    assert_eq!(
+        s.put_memory(T, &ns, "k3", "1", None, &w, &limits).await,
+        Ok(1)
+    );
+    // Growing an entry past the limit is refused like a new one.
+    assert!(is_invalid(
+        s.put_memory(T, &ns, "k1", &value_of(50), None, &w, &limits)
+            .await
+    ));
+    // A delete frees its entry's bytes.
+    assert!(s.delete_memory(T, &ns, "k2", None, &w).await.unwrap());
+    assert_eq!(
+        s.memory_usage(T, &ns).await.unwrap(),
+        MemoryUsage {
+            bytes: 6,
+            entries: 2
+        }
+    );
+    assert_eq!(
+        s.put_memory(T, &ns, "k2", &value_of(90), None, &w, &limits)
+            .await,
+        Ok(3)
+    );
+    // Another namespace, or another tenant's, has a limit of its own.
+    let other = Namespace::Shared("other".into());
+    assert_eq!(
+        s.put_memory(T, &other, "k", &value_of(99), None, &w, &limits)
+            .await,
+        Ok(1)
+    );
+    assert_eq!(
+        s.put_memory(OTHER, &ns, "k", &value_of(99), None, &w, &limits)
+            .await,
+        Ok(1)
+    );
+    // A lowered limit still lets a namespace over it shrink.
+    let lowered = namespace_limit(10);
+    assert_eq!(
+        s.put_memory(T, &ns, "k2", "2", None, &w, &lowered).await,
+        Ok(4)
+    );
+}
+
+async fn concurrent_writers_cannot_both_squeeze_past_a_namespace_limit(s: Store) {
+    let ns = Namespace::Shared("fleet".into());
+    // Each entry is 40 bytes ("kN" and 38 of value): two fit in 100, a third does not.
+    let limits = namespace_limit(100);
+    let racers: Vec<_> = (0..RACERS)
+        .map(|n| {
+            let (s, ns) = (s.clone(), ns.clone());
+            tokio::spawn(async move {
+                s.put_memory(
+                    T,
+                    &ns,
+                    &format!("k{n}"),
+                    &value_of(38),
+                    None,
+                    &writer(),
+                    &limits,
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(1) => won += 1,
+            Err(StoreError::Invalid(_)) => {}
+            other => panic!("a racer got {other:?}"),
+        }
+    }
+    assert_eq!(won, 2, "exactly two 40-byte entries fit in 100 bytes");
+    assert_eq!(
+        s.memory_usage(T, &ns).await.unwrap(),
+        MemoryUsage {
+            bytes: 80,
+            entries: 2
+        }
+    );
+    let listed = s.list_memory(T, &ns, "", None, 0).await.unwrap().entries;
+    assert_eq!(listed.len(), 2);
+}
+
+async fn a_value_limit_below_the_stores_refuses_a_bigger_value(s: Store) {
+    let ns = Namespace::Shared("fleet".into());
+    let limits = MemoryLimits {
+        max_value_bytes: 64,
+        ..NO_LIMITS
+    };
+    assert_eq!(
+        s.put_memory(T, &ns, "k", &value_of(64), None, &writer(), &limits)
+            .await,
+        Ok(1)
+    );
+    match s
+        .put_memory(T, &ns, "k", &value_of(65), None, &writer(), &limits)
+        .await
+    {
+        Err(StoreError::Invalid(message)) => {
+            assert!(message.contains("max_value_kb"), "{message}")
+        }
+        other => panic!("a value over the limit must be refused: {other:?}"),
+    }
+    // A limit above the store's own counts as the store's.
+    let above = MemoryLimits {
+        max_value_bytes: MAX_VALUE_BYTES * 2,
+        ..NO_LIMITS
+    };
+    assert!(is_invalid(
+        s.put_memory(
+            T,
+            &ns,
+            "big",
+            &value_of(MAX_VALUE_BYTES + 1),
+            None,
+            &writer(),
+            &above
+        )
+        .await
+    ));
 }
 
 // ---- leases ----
@@ -994,7 +1225,7 @@ async fn a_second_handle_sees_committed_state_and_the_lease(url: StateUrl) {
         .unwrap();
     let ns = Namespace::Session(session.id);
     first
-        .put_memory(T, &ns, "k", "1", None, &writer())
+        .put_memory(T, &ns, "k", "1", None, &writer(), &NO_LIMITS)
         .await
         .unwrap();
 
@@ -1044,4 +1275,82 @@ async fn postgres_a_second_handle_sees_committed_state_and_the_lease() {
         schema.url().to_string(),
     ))
     .await;
+}
+
+/// Undoes migration 4 (the usage table and its record), as a store written before it had.
+const BEFORE_MIGRATION_4: &str =
+    "DROP TABLE agent_memory_usage; DELETE FROM warden_schema WHERE version = 4;";
+
+/// Writes entries, takes the store back to before migration 4 with `undo`, reopens it, and
+/// checks that the migration counted what was stored: live entries' keys and values in bytes
+/// (a multi-byte character counts its bytes), tombstones not at all.
+async fn migration_4_counts_the_entries_already_stored(url: StateUrl, undo: impl FnOnce()) {
+    let ns = Namespace::Shared("fleet".into());
+    let other = Namespace::Agent("researcher".into());
+    {
+        let s = StateStore::open(&url).await.unwrap().agent_state();
+        s.put_memory(T, &ns, "a", "\"é\"", None, &writer(), &NO_LIMITS)
+            .await
+            .unwrap();
+        s.put_memory(T, &ns, "bb", "12345", None, &writer(), &NO_LIMITS)
+            .await
+            .unwrap();
+        s.put_memory(T, &ns, "gone", "1", None, &writer(), &NO_LIMITS)
+            .await
+            .unwrap();
+        assert!(
+            s.delete_memory(T, &ns, "gone", None, &writer())
+                .await
+                .unwrap()
+        );
+        s.put_memory(T, &other, "k", "true", None, &writer(), &NO_LIMITS)
+            .await
+            .unwrap();
+    }
+    undo();
+    let s = StateStore::open(&url).await.unwrap().agent_state();
+    // "a" + "\"é\"" is 1 + 4 bytes; "bb" + "12345" is 7.
+    assert_eq!(
+        s.memory_usage(T, &ns).await.unwrap(),
+        MemoryUsage {
+            bytes: 12,
+            entries: 2
+        }
+    );
+    assert_eq!(
+        s.memory_usage(T, &other).await.unwrap(),
+        MemoryUsage {
+            bytes: 5,
+            entries: 1
+        }
+    );
+    // And the limit holds against what was counted.
+    let full = MemoryLimits {
+        max_namespace_bytes: 12,
+        ..NO_LIMITS
+    };
+    assert!(is_invalid(
+        s.put_memory(T, &ns, "c", "1", None, &writer(), &full).await
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_migration_4_counts_the_entries_already_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let undo = || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(BEFORE_MIGRATION_4).unwrap();
+    };
+    migration_4_counts_the_entries_already_stored(StateUrl::Sqlite(path.clone()), undo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_migration_4_counts_the_entries_already_stored() {
+    let Some(schema) = PgTestSchema::create("migration_4") else {
+        return;
+    };
+    let url = schema.url().to_string();
+    let undo = || warden::state::testing::run_admin(&url, BEFORE_MIGRATION_4);
+    migration_4_counts_the_entries_already_stored(StateUrl::Postgres(url.clone()), undo).await;
 }

@@ -12,8 +12,8 @@
 //! - [`sql`]: the `data` interface's SQL sources (SQLite, PostgreSQL).
 //! - [`http`]: outbound `wasi:http` to `http` sources, checked against their allowlists.
 //! - `model`: completions through the [`crate::models::ModelRouter`], for granted aliases.
-//! - `memory`: defined by the contract; until its store exists, every use is denied with a
-//!   message that names the grant an operator would add.
+//! - [`memory`]: durable, versioned key-value memory in the state store: the session's, the
+//!   agent's, and granted shared namespaces, within the `[memory]` size limits.
 //!
 //! WASI is linked too, but its context grants nothing beyond the preopens (see
 //! [`crate::sandbox`]).
@@ -22,7 +22,7 @@ pub mod check;
 pub mod files;
 pub mod http;
 pub mod log;
-mod memory;
+pub mod memory;
 mod model;
 pub mod sql;
 
@@ -252,7 +252,7 @@ pub const PROVIDED_INTERFACES: &[(&str, &str)] = &[
     ("warden:plugin/log", "writes to the host log"),
     (
         "warden:plugin/memory",
-        "durable memory; denied unless a namespace is granted",
+        "durable memory: the session's and the agent's own, and granted shared namespaces",
     ),
     (
         "warden:plugin/data",

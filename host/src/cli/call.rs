@@ -29,6 +29,10 @@ pub(super) struct CallArgs {
     /// The agent whose grants and limits the call runs with (needs --config).
     #[arg(long)]
     agent: Option<String>,
+    /// The id of a session of that agent to run the call in (needs --agent): the tool's
+    /// `session` memory is that session's. Without it the call runs in no stored session.
+    #[arg(long)]
+    session: Option<String>,
     #[command(flatten)]
     plugin_file: PluginFileArgs,
     #[command(flatten)]
@@ -47,9 +51,9 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
         ..HostOptions::default()
     };
     let Some(config_path) = &args.config else {
-        if args.agent.is_some() {
+        if args.agent.is_some() || args.session.is_some() {
             return Err(CallError::invalid_input(
-                "--agent needs --config: agents are defined in warden.toml",
+                "--agent and --session need --config: agents are defined in warden.toml",
             ));
         }
         let (host, plugin) = WardenHost::for_file(engine, Path::new(&args.plugin), options).await?;
@@ -77,12 +81,26 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
     };
     // A one-shot call loads only the plugin it calls.
     options.plugins = PluginSelection::Only([args.plugin.clone()].into());
+    let session = match args.session {
+        Some(id) => {
+            // Checked here for a clear message; the host checks the session is stored and the
+            // agent's when the tool opens its `session` memory.
+            if id.parse::<crate::state::sessions::SessionId>().is_err() {
+                return Err(CallError::invalid_input(format!(
+                    "--session takes a session id (a UUID, as `warden session list` shows), not \
+                     {id:?}"
+                )));
+            }
+            id
+        }
+        None => "cli".into(),
+    };
     let host = WardenHost::start(engine, config, config_path, options).await?;
     let output = host
         .call(CallRequest {
             tenant: "local".into(),
             agent,
-            session: "cli".into(),
+            session,
             call_id: CallId::new(),
             plugin: args.plugin,
             tool: args.tool,

@@ -176,6 +176,18 @@ pub fn parse_agent_grant(text: &str) -> Result<AgentGrant, GrantError> {
         "write `SOURCE`, `SOURCE:ro`, `SOURCE:rw`, `model:ALIAS` or `memory:NAMESPACE[:ro|:rw]`";
     let parts: Vec<&str> = text.split(':').collect();
     let bad = || GrantError(format!("`{text}` is not a grant; {FORMS}"));
+    if let ["memory", ns @ ("session" | "agent"), ..] = parts.as_slice() {
+        return Err(GrantError(format!(
+            "`{text}`: `{ns}` is the agent's own memory namespace ({}), which every agent may \
+             read and write without a grant; remove this entry (the plugin's `max` still needs \
+             \"memory:{ns}:rw\"). A shared namespace cannot be named `session` or `agent`",
+            if *ns == "session" {
+                "the calling session's private memory"
+            } else {
+                "its memory across its sessions"
+            }
+        )));
+    }
     match parts.as_slice() {
         ["model", alias] if valid_part(alias) => Ok(AgentGrant::Model(alias.to_string())),
         ["memory", ns] if valid_part(ns) => Ok(AgentGrant::Memory {
@@ -349,6 +361,13 @@ mod tests {
 
     #[test]
     fn malformed_agent_grants_are_refused_with_the_forms() {
+        for own in ["memory:session", "memory:agent:ro", "memory:session:rw"] {
+            let err = parse_agent_grant(own).unwrap_err().0;
+            assert!(
+                err.contains("own memory namespace") && err.contains("remove this entry"),
+                "{err}"
+            );
+        }
         for bad in ["", "crm:write", "model:", "a:b:c", "memory:x:rwx"] {
             let err = parse_agent_grant(bad).unwrap_err();
             assert!(err.0.contains('`'), "{bad}: {err}");

@@ -11,6 +11,7 @@
 
 mod check;
 pub mod grants;
+pub mod memory;
 mod model;
 mod source;
 mod warnings;
@@ -88,9 +89,13 @@ pub struct WardenConfig {
     pub agents: BTreeMap<String, AgentConfig>,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// The `memory` capability's size limits.
+    pub memory: memory::MemoryConfig,
 }
 
-const SECTIONS: &[&str] = &["state", "plugins", "sources", "models", "agents", "tenants"];
+const SECTIONS: &[&str] = &[
+    "state", "plugins", "sources", "models", "agents", "tenants", "memory",
+];
 
 impl WardenConfig {
     /// Reads, parses and checks the shape of the config at `path`; every problem is reported at
@@ -179,6 +184,14 @@ impl WardenConfig {
                     config.tenants = named_entries("tenants", value, &mut problems, |k, v, p| {
                         entry(k, v.clone(), p)
                     })
+                }
+                "memory" => {
+                    if let Some(memory) =
+                        entry::<memory::MemoryConfig>("memory", value.clone(), &mut problems)
+                    {
+                        memory.check(&mut problems);
+                        config.memory = memory;
+                    }
                 }
                 other => problems.push(ConfigProblem {
                     key: other.to_string(),

@@ -74,6 +74,10 @@ pub struct CallRights {
     granted: BTreeMap<(MaxClassKey, String), Access>,
 }
 
+/// The memory namespaces every agent has without a grant: the calling session's (`session`)
+/// and its own across sessions (`agent`).
+pub const OWN_NAMESPACES: [&str; 2] = ["session", "agent"];
+
 /// `MaxClass` as an ordered map key.
 type MaxClassKey = u8;
 
@@ -123,6 +127,19 @@ impl CallRights {
                 let effective = wanted.min(allowed);
                 let slot = granted.entry((key(class), name)).or_insert(effective);
                 *slot = (*slot).max(effective);
+            }
+        }
+        // The agent's own namespaces need no grant (config loading refuses one), only the
+        // plugin's max: an operator still decides which plugins may keep memory at all.
+        if config.agents.contains_key(agent) {
+            for own in OWN_NAMESPACES {
+                let allowed = max
+                    .iter()
+                    .filter_map(|m| m.covers(MaxClass::Memory, own))
+                    .max();
+                if let Some(allowed) = allowed {
+                    granted.insert((key(MaxClass::Memory), own.to_string()), allowed);
+                }
             }
         }
         CallRights {
@@ -198,7 +215,19 @@ impl CallRights {
         let denial = |would_allow: Option<WouldAllow>, message: String| {
             Denial::new(Denied::Capability(class), name, would_allow, message)
         };
+        let own = class == MaxClass::Memory && OWN_NAMESPACES.contains(&name);
         let (Some(config), Some(agent)) = (&self.config, &self.agent) else {
+            if own {
+                return denial(
+                    None,
+                    format!(
+                        "{what} is not available: this call runs without a config, so it has no \
+                         agent and no session; run it with `--config warden.toml --agent NAME` \
+                         (and `--session ID` for `session`), with \"memory:{name}:rw\" in the \
+                         plugin's max"
+                    ),
+                );
+            }
             let grant = agent_grant_text(class, name, mode);
             return denial(
                 None,
@@ -253,13 +282,18 @@ impl CallRights {
                 ),
             );
         }
-        let agent_grant = config
-            .agents
-            .get(agent)
-            .into_iter()
-            .flat_map(|a| a.grants.iter())
-            .filter_map(|g| agent_grant_access(g, class, name))
-            .max();
+        let agent_grant = if own && config.agents.contains_key(agent) {
+            // Implicitly read-write (see `for_call`): only the plugin's max can be missing.
+            Some(Access::ReadWrite)
+        } else {
+            config
+                .agents
+                .get(agent)
+                .into_iter()
+                .flat_map(|a| a.grants.iter())
+                .filter_map(|g| agent_grant_access(g, class, name))
+                .max()
+        };
         let wanted = agent_grant_text(class, name, mode);
         let in_grants = || {
             Some(WouldAllow {
@@ -634,5 +668,98 @@ mod tests {
         // Another plugin with the same agent gets none of it.
         let other = CallRights::for_call(&config, "other", "support");
         assert!(other.check_memory("notes", false).is_err());
+    }
+
+    fn own_memory_config() -> Arc<WardenConfig> {
+        let text = r#"
+            [plugins.keeper]
+            path = "Cargo.toml"
+            max = ["memory:session:rw", "memory:agent:ro", "memory:team:rw"]
+            [plugins.wild]
+            path = "Cargo.toml"
+            max = ["memory:*:rw"]
+            [plugins.plain]
+            path = "Cargo.toml"
+            max = ["dir:*:ro"]
+            [agents.support]
+            grants = ["memory:team:ro"]
+        "#;
+        Arc::new(WardenConfig::parse(text, Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap())
+    }
+
+    #[test]
+    fn own_namespaces_need_no_agent_grant_only_the_plugins_max() {
+        let config = own_memory_config();
+        let rights = CallRights::for_call(&config, "keeper", "support");
+        assert_eq!(rights.check_memory("session", true), Ok(Access::ReadWrite));
+        // The max caps the implicit read-write.
+        assert_eq!(rights.check_memory("agent", false), Ok(Access::ReadOnly));
+        let err = rights.check_memory("agent", true).unwrap_err();
+        assert_eq!(
+            err.would_allow,
+            Some(WouldAllow {
+                key: "plugins.keeper.max".into(),
+                entry: "memory:agent:rw".into()
+            })
+        );
+        // A wildcard max covers them too.
+        let wild = CallRights::for_call(&config, "wild", "support");
+        assert_eq!(wild.check_memory("session", true), Ok(Access::ReadWrite));
+        assert_eq!(wild.check_memory("agent", true), Ok(Access::ReadWrite));
+    }
+
+    #[test]
+    fn own_namespaces_outside_the_plugins_max_are_denied_naming_it() {
+        let config = own_memory_config();
+        let plain = CallRights::for_call(&config, "plain", "support");
+        let err = plain.check_memory("session", false).unwrap_err();
+        assert_eq!(
+            err.would_allow,
+            Some(WouldAllow {
+                key: "plugins.plain.max".into(),
+                entry: "memory:session:ro".into()
+            })
+        );
+        assert!(err.to_string().contains("plugins.plain.max"), "{err}");
+        // An agent the config does not have gets nothing.
+        let nobody = CallRights::for_call(&config, "keeper", "nobody");
+        assert!(nobody.check_memory("session", false).is_err());
+        // Without a config there is no session to keep memory in.
+        let none = CallRights::none("keeper").check_memory("session", false);
+        assert!(none.unwrap_err().to_string().contains("--session"));
+    }
+
+    #[test]
+    fn shared_namespaces_need_the_grant_and_the_max_and_ro_cannot_write() {
+        let config = own_memory_config();
+        let rights = CallRights::for_call(&config, "keeper", "support");
+        // Allowed: granted ro, max rw.
+        assert_eq!(rights.check_memory("team", false), Ok(Access::ReadOnly));
+        // Read-only: the agent's grant is what is missing.
+        let err = rights.check_memory("team", true).unwrap_err();
+        assert_eq!(
+            err.would_allow,
+            Some(WouldAllow {
+                key: "agents.support.grants".into(),
+                entry: "memory:team:rw".into()
+            })
+        );
+        assert!(err.to_string().contains("read-only"), "{err}");
+        // Not granted: named with where it goes.
+        let err = rights.check_memory("payroll", false).unwrap_err();
+        assert_eq!(
+            err.would_allow,
+            Some(WouldAllow {
+                key: "agents.support.grants".into(),
+                entry: "memory:payroll:ro".into()
+            })
+        );
+        // Granted, but not in the plugin's max.
+        let plain = CallRights::for_call(&config, "plain", "support");
+        let err = plain.check_memory("team", false).unwrap_err();
+        assert_eq!(
+            err.would_allow.map(|w| w.key),
+            Some("plugins.plain.max".to_string())
+        );
     }
 }

@@ -27,6 +27,71 @@ pub const MAX_NAMESPACE_BYTES: usize = 128;
 /// The most entries one [`MemoryStore::list_memory`] page returns.
 pub const MAX_MEMORY_PAGE: u32 = 1000;
 
+/// The limits one write is held to, from the operator's `[memory]` section: a value's size, and
+/// the size of the namespace it lands in. The store enforces the namespace limit in the write's
+/// own transaction, against a usage row it keeps beside the entries, so two concurrent writers
+/// cannot both squeeze past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimits {
+    /// The largest value, in bytes of JSON text; at most [`MAX_VALUE_BYTES`] (a larger figure
+    /// counts as [`MAX_VALUE_BYTES`]).
+    pub max_value_bytes: usize,
+    /// The most bytes (keys plus values of live entries) one namespace may hold.
+    pub max_namespace_bytes: u64,
+}
+
+impl MemoryLimits {
+    /// Only the store's own hard bounds: no namespace limit.
+    pub const STORE_BOUNDS: MemoryLimits = MemoryLimits {
+        max_value_bytes: MAX_VALUE_BYTES,
+        max_namespace_bytes: u64::MAX,
+    };
+
+    /// The value limit this store applies: the operator's, within [`MAX_VALUE_BYTES`].
+    pub fn value_bytes(&self) -> usize {
+        self.max_value_bytes.min(MAX_VALUE_BYTES)
+    }
+}
+
+/// What one entry counts against its namespace's limit: its key and its value, in bytes.
+pub(crate) fn entry_bytes(key: &str, value: &str) -> u64 {
+    (key.len() + value.len()) as u64
+}
+
+/// Refuses a write that would take a namespace from `used` bytes past its limit by `grow`
+/// bytes. Only growth is refused: a write that shrinks a namespace over a lowered limit goes.
+pub(crate) fn check_namespace_room(
+    ns: &Namespace,
+    used: u64,
+    grow: i64,
+    limits: &MemoryLimits,
+) -> Result<(), StoreError> {
+    if grow <= 0 {
+        return Ok(());
+    }
+    let after = used.saturating_add(grow as u64);
+    if after <= limits.max_namespace_bytes {
+        return Ok(());
+    }
+    Err(namespace_full(ns, used, grow as u64, limits))
+}
+
+/// The refusal of a write that does not fit its namespace.
+pub(crate) fn namespace_full(
+    ns: &Namespace,
+    used: u64,
+    grow: u64,
+    limits: &MemoryLimits,
+) -> StoreError {
+    StoreError::invalid(format!(
+        "memory namespace {} holds {used} bytes and this write would add {grow}, past its limit \
+         of {} bytes (`max_namespace_mb` in the config's [memory] section); delete entries \
+         first, or ask the operator to raise the limit",
+        ns.describe(),
+        limits.max_namespace_bytes
+    ))
+}
+
 /// Which namespace an operation is in; always together with the tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Namespace {
@@ -39,6 +104,15 @@ pub enum Namespace {
 }
 
 impl Namespace {
+    /// The namespace as a plugin names it, for messages: `session`, `agent` or the shared name.
+    pub fn describe(&self) -> String {
+        match self {
+            Namespace::Session(id) => format!("`session` (session {id})"),
+            Namespace::Agent(agent) => format!("`agent` (agent {agent})"),
+            Namespace::Shared(name) => format!("`{name}`"),
+        }
+    }
+
     /// The kind and name the database keys the namespace by.
     pub(crate) fn columns(&self) -> Result<(&'static str, String), StoreError> {
         Ok(match self {
@@ -87,6 +161,15 @@ pub struct MemoryEntry {
     pub updated_at_ms: u64,
 }
 
+/// What one namespace holds, as counted against its limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Bytes of keys plus values of its live entries.
+    pub bytes: u64,
+    /// Its live entries.
+    pub entries: u64,
+}
+
 /// A page of a listing, in key order (bytewise), and where the next page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryPage {
@@ -109,7 +192,10 @@ pub trait MemoryStore: Send + Sync {
         key: &str,
     ) -> Result<Option<MemoryEntry>, StoreError>;
 
-    /// Writes `value` (JSON text) and returns the entry's new version.
+    /// Writes `value` (JSON text) and returns the entry's new version. A value over
+    /// `limits.max_value_bytes`, or a write that would take the namespace past
+    /// `limits.max_namespace_bytes`, is [`StoreError::Invalid`], and nothing is written.
+    #[allow(clippy::too_many_arguments)]
     async fn put_memory(
         &self,
         tenant: &str,
@@ -118,7 +204,11 @@ pub trait MemoryStore: Send + Sync {
         value: &str,
         expected_version: Option<u64>,
         writer: &Writer<'_>,
+        limits: &MemoryLimits,
     ) -> Result<u64, StoreError>;
+
+    /// How many bytes (keys plus values) and live entries the namespace holds.
+    async fn memory_usage(&self, tenant: &str, ns: &Namespace) -> Result<MemoryUsage, StoreError>;
 
     /// Deletes the entry; returns whether it existed.
     async fn delete_memory(
@@ -167,10 +257,16 @@ pub(crate) fn check_key_like(what: &str, text: &str) -> Result<(), StoreError> {
 }
 
 /// Refuses a value that is too big or not JSON, and a writer the entry could not record.
-pub(crate) fn check_value(value: &str, writer: &Writer<'_>) -> Result<(), StoreError> {
-    if value.len() > MAX_VALUE_BYTES {
+pub(crate) fn check_value(
+    value: &str,
+    writer: &Writer<'_>,
+    limits: &MemoryLimits,
+) -> Result<(), StoreError> {
+    let most = limits.value_bytes();
+    if value.len() > most {
         return Err(StoreError::invalid(format!(
-            "a memory value is {} bytes; the most is {MAX_VALUE_BYTES}",
+            "a memory value is {} bytes; the most is {most} (`max_value_kb` in the config's \
+             [memory] section)",
             value.len()
         )));
     }

@@ -114,6 +114,17 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// What a [`Namespace::update`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Updated<T> {
+    /// The value written.
+    pub value: T,
+    /// The entry's version after the write.
+    pub version: u64,
+    /// How many read-and-write rounds it took (1 when no other writer got in between).
+    pub attempts: u32,
+}
+
 /// An open memory namespace.
 #[derive(Debug)]
 pub struct Namespace {
@@ -177,6 +188,47 @@ impl Namespace {
     /// Reads one entry's value as a Rust type; `None` when the key is not set.
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, MemoryError> {
         self.get(key)?.map(|entry| entry.value_as()).transpose()
+    }
+
+    /// Updates one entry with compare-and-swap: reads it, computes the new value from the
+    /// current one with `change` (`None` when the key is not set), and writes it only if no
+    /// other writer changed the entry meanwhile. On a conflict it reads again and retries, up to
+    /// `max_attempts` rounds in all (at least one); then the last [`MemoryError::Conflict`] is
+    /// returned. `change` may run several times, so it should only compute.
+    ///
+    /// ```ignore
+    /// let counter = Namespace::open("team")?.update("visits", 10, |n: Option<u64>| n.unwrap_or(0) + 1)?;
+    /// ```
+    pub fn update<T, F>(
+        &self,
+        key: &str,
+        max_attempts: u32,
+        mut change: F,
+    ) -> Result<Updated<T>, MemoryError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> T,
+    {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (expected, current) = match self.get(key)? {
+                Some(entry) => (entry.version, Some(entry.value_as::<T>()?)),
+                None => (0, None),
+            };
+            let value = change(current);
+            match self.put_json(key, &value, Some(expected)) {
+                Ok(version) => {
+                    return Ok(Updated {
+                        value,
+                        version,
+                        attempts,
+                    });
+                }
+                Err(MemoryError::Conflict { .. }) if attempts < max_attempts.max(1) => {}
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Writes a Rust value as JSON and returns the entry's new version. `expected_version` as

@@ -20,7 +20,9 @@ use super::audit::bound_locks;
 use crate::state::StoreError;
 use crate::state::journal::{self, EncodedStep, JournalEntry, NewStep, SessionJournal};
 use crate::state::leases::{self, FencingToken, Lease, LeaseRow, SessionLeases};
-use crate::state::memory::{self, MemoryEntry, MemoryPage, MemoryStore, Namespace, Writer};
+use crate::state::memory::{
+    self, MemoryEntry, MemoryLimits, MemoryPage, MemoryStore, MemoryUsage, Namespace, Writer,
+};
 use crate::state::sessions::{
     self, Session, SessionId, SessionPage, SessionQuery, SessionStatus, SessionStore,
 };
@@ -68,6 +70,24 @@ CREATE TABLE agent_memory (
     PRIMARY KEY (tenant, ns_kind, ns_name, key)
 );
 "#;
+
+/// Migration 4: each namespace's usage (bytes of keys and values, live entries), kept in the
+/// same transaction as every memory write so the namespace limit holds; counted from the
+/// entries already stored.
+pub(crate) const MEMORY_USAGE_SQL: &str = "
+CREATE TABLE agent_memory_usage (
+    tenant  TEXT NOT NULL,
+    ns_kind TEXT NOT NULL,
+    ns_name TEXT NOT NULL,
+    bytes   BIGINT NOT NULL,
+    entries BIGINT NOT NULL,
+    PRIMARY KEY (tenant, ns_kind, ns_name)
+);
+INSERT INTO agent_memory_usage (tenant, ns_kind, ns_name, bytes, entries)
+SELECT tenant, ns_kind, ns_name, SUM(octet_length(key) + octet_length(value)), COUNT(*)
+FROM agent_memory WHERE value IS NOT NULL
+GROUP BY tenant, ns_kind, ns_name;
+";
 
 /// The server's clock in milliseconds since the Unix epoch; `clock_timestamp()`, not `now()`,
 /// because `now()` stops at the transaction's start, before any lock wait.
@@ -219,6 +239,12 @@ pub(crate) async fn delete_session(
     }
     tx.execute(
         "DELETE FROM agent_memory WHERE tenant = $1 AND ns_kind = 'session' AND ns_name = $2",
+        &[&tenant, &id],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM agent_memory_usage
+         WHERE tenant = $1 AND ns_kind = 'session' AND ns_name = $2",
         &[&tenant, &id],
     )
     .await?;
@@ -504,17 +530,20 @@ pub(crate) async fn get_memory(
     .transpose()
 }
 
-/// What a memory write found, under the row's lock: the live version and the row's version.
+/// What a memory write found, under the row's lock: the live version, the row's version, and
+/// the bytes the live entry counts against its namespace.
 async fn lock_entry(
     tx: &Transaction<'_>,
     tenant: &str,
     kind: &str,
     name: &str,
     key: &str,
-) -> Result<Option<(Option<u64>, u64)>, StoreError> {
+) -> Result<Option<(Option<u64>, u64, u64)>, StoreError> {
     let row = tx
         .query_opt(
-            "SELECT value IS NOT NULL, version FROM agent_memory
+            "SELECT value IS NOT NULL, version,
+                    COALESCE(octet_length(key) + octet_length(value), 0)::bigint
+             FROM agent_memory
              WHERE tenant = $1 AND ns_kind = $2 AND ns_name = $3 AND key = $4 FOR UPDATE",
             &[&tenant, &kind, &name, &key],
         )
@@ -523,9 +552,86 @@ async fn lock_entry(
         Some(row) => {
             let live: bool = row.try_get(0)?;
             let version = u(row.try_get(1)?);
-            Some((live.then_some(version), version))
+            let bytes = u(row.try_get(2)?);
+            Some((live.then_some(version), version, bytes))
         }
         None => None,
+    })
+}
+
+/// Charges a write to its namespace's usage row in one statement, which locks the row: growth
+/// past `limits` is refused (a delete passes `None`), and a concurrent writer waits for this
+/// transaction and then sees its usage, so two cannot both squeeze past the limit.
+#[allow(clippy::too_many_arguments)]
+async fn charge_usage(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    ns: &Namespace,
+    kind: &str,
+    name: &str,
+    grow_bytes: i64,
+    grow_entries: i64,
+    limits: Option<&MemoryLimits>,
+) -> Result<(), StoreError> {
+    let most = limits.map_or(i64::MAX, |l| {
+        i64::try_from(l.max_namespace_bytes).unwrap_or(i64::MAX)
+    });
+    if let Some(limits) = limits {
+        // A write bigger than the whole limit never fits, whatever the namespace holds.
+        memory::check_namespace_room(ns, 0, grow_bytes, limits)?;
+    }
+    let charged = tx
+        .query_opt(
+            "INSERT INTO agent_memory_usage AS u (tenant, ns_kind, ns_name, bytes, entries)
+             VALUES ($1, $2, $3, GREATEST($4::bigint, 0), GREATEST($5::bigint, 0))
+             ON CONFLICT (tenant, ns_kind, ns_name) DO UPDATE
+             SET bytes = GREATEST(u.bytes + $4::bigint, 0),
+                 entries = GREATEST(u.entries + $5::bigint, 0)
+             WHERE $4::bigint <= 0 OR u.bytes + $4::bigint <= $6::bigint
+             RETURNING bytes",
+            &[&tenant, &kind, &name, &grow_bytes, &grow_entries, &most],
+        )
+        .await?;
+    if charged.is_some() {
+        return Ok(());
+    }
+    let used: i64 = tx
+        .query_one(
+            "SELECT bytes FROM agent_memory_usage
+             WHERE tenant = $1 AND ns_kind = $2 AND ns_name = $3",
+            &[&tenant, &kind, &name],
+        )
+        .await?
+        .try_get(0)?;
+    let limits = limits.copied().unwrap_or(MemoryLimits::STORE_BOUNDS);
+    Err(memory::namespace_full(
+        ns,
+        u(used),
+        grow_bytes.max(0) as u64,
+        &limits,
+    ))
+}
+
+/// Reads a namespace's usage.
+pub(crate) async fn memory_usage(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    ns: &Namespace,
+) -> Result<MemoryUsage, StoreError> {
+    let (kind, name) = ns.columns()?;
+    let row = tx
+        .query_opt(
+            "SELECT bytes, entries FROM agent_memory_usage
+             WHERE tenant = $1 AND ns_kind = $2 AND ns_name = $3",
+            &[&tenant, &kind, &name],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => MemoryUsage {
+            bytes: u(row.try_get(0)?),
+            entries: u(row.try_get(1)?),
+        },
+        None => MemoryUsage::default(),
     })
 }
 
@@ -552,6 +658,7 @@ impl From<tokio_postgres::Error> for MemoryRace {
 
 /// Writes (or, with `value` `None`, deletes) one entry in one attempt; returns the new version,
 /// or `None` for a delete that found nothing. Bounds are checked by the caller, once.
+#[allow(clippy::too_many_arguments)]
 async fn write_memory_once(
     tx: &Transaction<'_>,
     tenant: &str,
@@ -560,6 +667,7 @@ async fn write_memory_once(
     value: Option<&str>,
     expected_version: Option<u64>,
     writer: &memory::Writer<'_>,
+    limits: &MemoryLimits,
 ) -> Result<Option<u64>, MemoryRace> {
     let (kind, name) = ns.columns()?;
     if let Namespace::Session(id) = ns {
@@ -576,11 +684,18 @@ async fn write_memory_once(
         }
     }
     let found = lock_entry(tx, tenant, kind, &name, key).await?;
-    let (live, row_version) = found.unwrap_or((None, 0));
+    let (live, row_version, live_bytes) = found.unwrap_or((None, 0, 0));
     memory::check_expected(live, expected_version)?;
     if value.is_none() && live.is_none() {
         return Ok(None);
     }
+    let (grow_bytes, grow_entries) = match value {
+        Some(value) => (
+            memory::entry_bytes(key, value) as i64 - live_bytes as i64,
+            i64::from(live.is_none()),
+        ),
+        None => (-(live_bytes as i64), -1),
+    };
     let version = (row_version + 1) as i64;
     let params: [&(dyn ToSql + Sync); 8] = [
         &tenant,
@@ -620,6 +735,20 @@ async fn write_memory_once(
             return Err(MemoryRace::LostCreateRace);
         }
     }
+    // After the entry's row is locked (or inserted), always in that order, so two writers in
+    // one namespace never wait on each other's locks the other way round.
+    let limits = value.is_some().then_some(limits);
+    charge_usage(
+        tx,
+        tenant,
+        ns,
+        kind,
+        &name,
+        grow_bytes,
+        grow_entries,
+        limits,
+    )
+    .await?;
     Ok(Some(version as u64))
 }
 
@@ -780,6 +909,7 @@ impl SessionJournal for PgStore {
 
 impl PgStore {
     /// One memory write, retried when it loses the race to create its key.
+    #[allow(clippy::too_many_arguments)]
     async fn write_memory(
         &self,
         tenant: &str,
@@ -788,12 +918,23 @@ impl PgStore {
         value: Option<&str>,
         expected_version: Option<u64>,
         writer: &Writer<'_>,
+        limits: &MemoryLimits,
     ) -> Result<Option<u64>, StoreError> {
         let mut conn = self.connection().await?;
         for _ in 0..CREATE_RACE_RETRIES {
             let tx = conn.transaction().await?;
             bound_locks(&tx).await?;
-            match write_memory_once(&tx, tenant, ns, key, value, expected_version, writer).await {
+            let once = write_memory_once(
+                &tx,
+                tenant,
+                ns,
+                key,
+                value,
+                expected_version,
+                writer,
+                limits,
+            );
+            match once.await {
                 Ok(version) => {
                     tx.commit().await?;
                     return Ok(version);
@@ -828,11 +969,20 @@ impl MemoryStore for PgStore {
         value: &str,
         expected_version: Option<u64>,
         writer: &Writer<'_>,
+        limits: &MemoryLimits,
     ) -> Result<u64, StoreError> {
         memory::check_key(key)?;
-        memory::check_value(value, writer)?;
+        memory::check_value(value, writer, limits)?;
         let version = self
-            .write_memory(tenant, ns, key, Some(value), expected_version, writer)
+            .write_memory(
+                tenant,
+                ns,
+                key,
+                Some(value),
+                expected_version,
+                writer,
+                limits,
+            )
             .await?;
         version.ok_or_else(|| StoreError::Database("a memory write stored no version".into()))
     }
@@ -848,9 +998,21 @@ impl MemoryStore for PgStore {
         memory::check_key(key)?;
         memory::check_writer(writer)?;
         let deleted = self
-            .write_memory(tenant, ns, key, None, expected_version, writer)
+            .write_memory(
+                tenant,
+                ns,
+                key,
+                None,
+                expected_version,
+                writer,
+                &MemoryLimits::STORE_BOUNDS,
+            )
             .await?;
         Ok(deleted.is_some())
+    }
+
+    async fn memory_usage(&self, tenant: &str, ns: &Namespace) -> Result<MemoryUsage, StoreError> {
+        in_transaction!(self, |tx| memory_usage(&tx, tenant, ns))
     }
 
     async fn list_memory(

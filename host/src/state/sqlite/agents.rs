@@ -13,7 +13,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::SqliteStore;
 use crate::state::journal::{self, EncodedStep, JournalEntry, NewStep, SessionJournal};
 use crate::state::leases::{self, FencingToken, Lease, LeaseRow, SessionLeases};
-use crate::state::memory::{self, MemoryEntry, MemoryPage, MemoryStore, Namespace, Writer};
+use crate::state::memory::{
+    self, MemoryEntry, MemoryLimits, MemoryPage, MemoryStore, MemoryUsage, Namespace, Writer,
+};
 use crate::state::sessions::{
     self, Session, SessionId, SessionPage, SessionQuery, SessionStatus, SessionStore,
 };
@@ -60,6 +62,25 @@ CREATE TABLE agent_memory (
     updated_at_ms    INTEGER NOT NULL,
     PRIMARY KEY (tenant, ns_kind, ns_name, key)
 ) WITHOUT ROWID;
+";
+
+/// Migration 4: each namespace's usage (bytes of keys and values, live entries), kept in the
+/// same transaction as every memory write so the namespace limit holds; counted from the
+/// entries already stored. `CAST(... AS BLOB)` makes `length` count bytes, not characters.
+pub(crate) const MEMORY_USAGE_SQL: &str = "
+CREATE TABLE agent_memory_usage (
+    tenant  TEXT NOT NULL,
+    ns_kind TEXT NOT NULL,
+    ns_name TEXT NOT NULL,
+    bytes   INTEGER NOT NULL,
+    entries INTEGER NOT NULL,
+    PRIMARY KEY (tenant, ns_kind, ns_name)
+) WITHOUT ROWID;
+INSERT INTO agent_memory_usage (tenant, ns_kind, ns_name, bytes, entries)
+SELECT tenant, ns_kind, ns_name,
+       SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), COUNT(*)
+FROM agent_memory WHERE value IS NOT NULL
+GROUP BY tenant, ns_kind, ns_name;
 ";
 
 /// A stored integer the schema keeps non-negative.
@@ -228,6 +249,11 @@ pub(crate) fn delete_session(
         .execute([&id])?;
     conn.prepare_cached(
         "DELETE FROM agent_memory WHERE tenant = ?1 AND ns_kind = 'session' AND ns_name = ?2",
+    )?
+    .execute([tenant, &id])?;
+    conn.prepare_cached(
+        "DELETE FROM agent_memory_usage
+         WHERE tenant = ?1 AND ns_kind = 'session' AND ns_name = ?2",
     )?
     .execute([tenant, &id])?;
     conn.prepare_cached("DELETE FROM agent_sessions WHERE id = ?1 AND tenant = ?2")?
@@ -446,27 +472,113 @@ pub(crate) fn read_journal(
     .collect()
 }
 
-/// The entry's version if it exists, and the version its row (perhaps a tombstone) is at.
+/// What a write finds of its key: the entry's version if it exists, the version its row
+/// (perhaps a tombstone) is at, and the bytes the live entry counts against its namespace.
+struct KeyState {
+    live: Option<u64>,
+    row_version: u64,
+    live_bytes: u64,
+}
+
 fn memory_versions(
     conn: &Connection,
     tenant: &str,
     kind: &str,
     name: &str,
     key: &str,
-) -> Result<(Option<u64>, u64), StoreError> {
+) -> Result<KeyState, StoreError> {
     let row = conn
         .prepare_cached(
-            "SELECT value IS NOT NULL, version FROM agent_memory
+            "SELECT value IS NOT NULL, version,
+                    CASE WHEN value IS NULL THEN 0
+                         ELSE length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)) END
+             FROM agent_memory
              WHERE tenant = ?1 AND ns_kind = ?2 AND ns_name = ?3 AND key = ?4",
         )?
         .query_row([tenant, kind, name, key], |row| {
-            Ok((row.get::<_, bool>(0)?, row.get::<_, i64>(1)?))
+            Ok((
+                row.get::<_, bool>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
         })
         .optional()?;
     Ok(match row {
-        Some((live, version)) => (live.then_some(u(version)), u(version)),
-        None => (None, 0),
+        Some((live, version, bytes)) => KeyState {
+            live: live.then_some(u(version)),
+            row_version: u(version),
+            live_bytes: u(bytes),
+        },
+        None => KeyState {
+            live: None,
+            row_version: 0,
+            live_bytes: 0,
+        },
     })
+}
+
+/// A namespace's usage row (zero when it has none).
+fn read_usage(
+    conn: &Connection,
+    tenant: &str,
+    kind: &str,
+    name: &str,
+) -> Result<MemoryUsage, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT bytes, entries FROM agent_memory_usage
+             WHERE tenant = ?1 AND ns_kind = ?2 AND ns_name = ?3",
+        )?
+        .query_row([tenant, kind, name], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })
+        .optional()?;
+    Ok(
+        row.map_or(MemoryUsage::default(), |(bytes, entries)| MemoryUsage {
+            bytes: u(bytes),
+            entries: u(entries),
+        }),
+    )
+}
+
+/// Charges a write to its namespace's usage row, refusing growth past `limits` (a delete
+/// passes `None`: it only shrinks). One transaction on the one writer thread holds both the
+/// check and the entry's write, so no concurrent writer slips in between.
+#[allow(clippy::too_many_arguments)]
+fn charge_usage(
+    conn: &Connection,
+    tenant: &str,
+    ns: &Namespace,
+    kind: &str,
+    name: &str,
+    grow_bytes: i64,
+    grow_entries: i64,
+    limits: Option<&MemoryLimits>,
+) -> Result<(), StoreError> {
+    let used = read_usage(conn, tenant, kind, name)?;
+    if let Some(limits) = limits {
+        memory::check_namespace_room(ns, used.bytes, grow_bytes, limits)?;
+    }
+    let bytes = (used.bytes as i64).saturating_add(grow_bytes).max(0);
+    let entries = (used.entries as i64).saturating_add(grow_entries).max(0);
+    conn.prepare_cached(
+        "INSERT INTO agent_memory_usage (tenant, ns_kind, ns_name, bytes, entries)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tenant, ns_kind, ns_name) DO UPDATE
+         SET bytes = excluded.bytes, entries = excluded.entries",
+    )?
+    .execute(params![tenant, kind, name, bytes, entries])?;
+    Ok(())
+}
+
+/// Reads a namespace's usage.
+pub(crate) fn memory_usage(
+    conn: &Connection,
+    tenant: &str,
+    ns: &Namespace,
+) -> Result<MemoryUsage, StoreError> {
+    let (kind, name) = ns.columns()?;
+    read_usage(conn, tenant, kind, &name)
 }
 
 /// Session-private memory exists only while its session does.
@@ -515,6 +627,7 @@ fn memory_entry(row: &Row<'_>) -> rusqlite::Result<MemoryEntry> {
 }
 
 /// Writes one entry if its version is as expected (its bounds are checked by the caller).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn put_memory(
     conn: &Connection,
     tenant: &str,
@@ -523,12 +636,16 @@ pub(crate) fn put_memory(
     value: &str,
     expected_version: Option<u64>,
     writer: &memory::Writer<'_>,
+    limits: &MemoryLimits,
 ) -> Result<u64, StoreError> {
     let (kind, name) = ns.columns()?;
     check_namespace_owner(conn, tenant, ns)?;
-    let (live, row_version) = memory_versions(conn, tenant, kind, &name, key)?;
-    memory::check_expected(live, expected_version)?;
-    let version = row_version + 1;
+    let found = memory_versions(conn, tenant, kind, &name, key)?;
+    memory::check_expected(found.live, expected_version)?;
+    let grow = memory::entry_bytes(key, value) as i64 - found.live_bytes as i64;
+    let new_entry = i64::from(found.live.is_none());
+    charge_usage(conn, tenant, ns, kind, &name, grow, new_entry, Some(limits))?;
+    let version = found.row_version + 1;
     write_memory(conn, tenant, kind, &name, key, Some(value), version, writer)?;
     Ok(version)
 }
@@ -544,11 +661,21 @@ pub(crate) fn delete_memory(
     writer: &memory::Writer<'_>,
 ) -> Result<bool, StoreError> {
     let (kind, name) = ns.columns()?;
-    let (live, row_version) = memory_versions(conn, tenant, kind, &name, key)?;
-    memory::check_expected(live, expected_version)?;
-    if live.is_none() {
+    let found = memory_versions(conn, tenant, kind, &name, key)?;
+    memory::check_expected(found.live, expected_version)?;
+    if found.live.is_none() {
         return Ok(false);
     }
+    charge_usage(
+        conn,
+        tenant,
+        ns,
+        kind,
+        &name,
+        -(found.live_bytes as i64),
+        -1,
+        None,
+    )?;
     write_memory(
         conn,
         tenant,
@@ -556,7 +683,7 @@ pub(crate) fn delete_memory(
         &name,
         key,
         None,
-        row_version + 1,
+        found.row_version + 1,
         writer,
     )?;
     Ok(true)
@@ -802,10 +929,12 @@ impl MemoryStore for SqliteStore {
         value: &str,
         expected_version: Option<u64>,
         writer: &Writer<'_>,
+        limits: &MemoryLimits,
     ) -> Result<u64, StoreError> {
         // Bounds first, on the caller's thread: a refused value never reaches the writer.
         memory::check_key(key)?;
-        memory::check_value(value, writer)?;
+        memory::check_value(value, writer, limits)?;
+        let limits = *limits;
         let (tenant, ns, key, value) = (
             tenant.to_string(),
             ns.clone(),
@@ -822,9 +951,16 @@ impl MemoryStore for SqliteStore {
                 &value,
                 expected_version,
                 &writer.borrow(),
+                &limits,
             )
         })
         .await
+    }
+
+    async fn memory_usage(&self, tenant: &str, ns: &Namespace) -> Result<MemoryUsage, StoreError> {
+        let (tenant, ns) = (tenant.to_string(), ns.clone());
+        self.read(move |conn| memory_usage(conn, &tenant, &ns))
+            .await
     }
 
     async fn delete_memory(

@@ -67,4 +67,9 @@ CREATE INDEX quota_reservations_by_expiry ON quota_reservations (expires_at_ms);
         name: "agent sessions, step journal, memory entries and session leases",
         sql: super::agents::MIGRATION_SQL,
     },
+    Migration {
+        version: 4,
+        name: "memory usage per namespace, for its size limit",
+        sql: super::agents::MEMORY_USAGE_SQL,
+    },
 ];
