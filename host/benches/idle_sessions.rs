@@ -22,7 +22,7 @@ use serde_json::json;
 use uuid::Uuid;
 use warden::state::agents::AgentStore;
 use warden::state::journal::{NewStep, StepKind};
-use warden::state::memory::{Namespace, Writer};
+use warden::state::memory::{MemoryLimits, Namespace, Writer};
 use warden::state::sessions::SessionId;
 use warden::state::{StateStore, StateUrl};
 
@@ -114,6 +114,7 @@ async fn idle_session(store: &Arc<dyn AgentStore>, holder: &str) -> SessionId {
                 agent: AGENT,
                 tool: "notes/remember",
             },
+            &MemoryLimits::STORE_BOUNDS,
         )
         .await
         .expect("memory");

@@ -13,7 +13,7 @@ use warden::policy::{AuditLog, Outcome};
 use warden::state::agents::AgentStore;
 use warden::state::journal::{NewStep, StepKind};
 use warden::state::leases::Lease;
-use warden::state::memory::{Namespace, Writer};
+use warden::state::memory::{MemoryLimits, Namespace, Writer};
 use warden::state::sessions::Session;
 use warden::state::testing::PgTestSchema;
 use warden::state::{StateStore, StateUrl};
@@ -221,6 +221,7 @@ impl Fixture {
                 r#"{"text":"alpha"}"#,
                 None,
                 &writer,
+                &MemoryLimits::STORE_BOUNDS,
             )
             .await
             .unwrap();
@@ -232,6 +233,7 @@ impl Fixture {
                 r#""terse""#,
                 None,
                 &writer,
+                &MemoryLimits::STORE_BOUNDS,
             )
             .await
             .unwrap();
