@@ -107,15 +107,36 @@ fn last_role(body: &Value) -> String {
         .to_string()
 }
 
+/// The agent the tests run, with the text-tools plugin.
+const HELPER: &str = r#"
+[plugins.text-tools]
+path = "{plugins}/text-tools.wasm"
+
+[agents.helper]
+model = "fast"
+instructions = "Be brief."
+tools = ["text-tools/*"]
+"#;
+
 /// A host on a config with one agent, `helper`, whose alias `fast` is the scripted model.
 async fn runner(dir: &Path, model: &MockServer, state: &str, extra: &str) -> AgentRunner {
+    runner_with(dir, model, state, extra, HELPER).await
+}
+
+/// As [`runner`], with `agent` (plugins and `[agents.helper]`; `{plugins}` is the built
+/// plugins' folder) instead of the default.
+async fn runner_with(
+    dir: &Path,
+    model: &MockServer,
+    state: &str,
+    extra: &str,
+    agent: &str,
+) -> AgentRunner {
     let plugins = env!("WARDEN_BUILT_PLUGINS");
+    let agent = agent.replace("{plugins}", plugins);
     let text = format!(
         r#"
 {state}
-
-[plugins.text-tools]
-path = "{plugins}/text-tools.wasm"
 
 [models.fast]
 backend = "openai"
@@ -123,10 +144,7 @@ base_url = "{}/v1"
 model = "scripted"
 {extra}
 
-[agents.helper]
-model = "fast"
-instructions = "Be brief."
-tools = ["text-tools/*"]
+{agent}
 "#,
         model.uri()
     );
@@ -422,4 +440,77 @@ async fn a_lost_database_interrupts_the_step_and_the_task_resumes_later() {
     // Asked: the tool call, the lost answer, and once more after the resume; never the first
     // response again.
     assert_eq!(script.requests().len(), 3);
+}
+
+fn probe_call(id: &str, tool: &str, input: Value) -> ResponseTemplate {
+    completion(json!({
+        "role": "assistant",
+        "content": null,
+        "tool_calls": [{
+            "id": id,
+            "type": "function",
+            "function": {"name": format!("memory-probe__{tool}"), "arguments": input.to_string()}
+        }]
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_memory_written_in_one_task_is_read_in_the_next_and_not_in_another_session() {
+    // Each task: the model calls one memory tool, then answers with the tool's result.
+    let script = Script::new(|_, body| {
+        let messages = body["messages"].as_array().unwrap();
+        let last = messages.last().unwrap();
+        if last["role"] == "tool" {
+            return text(last["content"].as_str().unwrap());
+        }
+        match last["content"].as_str().unwrap() {
+            "remember" => probe_call(
+                "w",
+                "put",
+                json!({"ns": "session", "key": "plan", "value": "gold"}),
+            ),
+            _ => probe_call("r", "get", json!({"ns": "session", "key": "plan"})),
+        }
+    });
+    let model = script.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = r#"
+[plugins.memory-probe]
+path = "{plugins}/memory-probe.wasm"
+max = ["memory:session:rw"]
+
+[agents.helper]
+model = "fast"
+tools = ["memory-probe/*"]
+"#;
+    let runner = runner_with(dir.path(), &model, &sqlite_state(dir.path()), "", agent).await;
+    let first = runner
+        .run(task("remember", None), &no_events())
+        .await
+        .unwrap();
+    assert!(
+        first
+            .answer
+            .as_deref()
+            .unwrap_or_default()
+            .contains("\"result\":1"),
+        "the put reports version 1: {:?}",
+        first.answer
+    );
+    let second = runner
+        .run(task("recall", Some(first.session)), &no_events())
+        .await
+        .unwrap();
+    let recalled: Value = serde_json::from_str(second.answer.as_deref().unwrap()).unwrap();
+    assert_eq!(recalled["result"]["value"], "gold", "{recalled}");
+    assert_eq!(recalled["result"]["written_by_agent"], "helper");
+    assert_eq!(recalled["result"]["written_by_tool"], "memory-probe/put");
+    // Another session of the same agent has its own, empty, session memory.
+    let other = runner
+        .run(task("recall", None), &no_events())
+        .await
+        .unwrap();
+    let seen: Value = serde_json::from_str(other.answer.as_deref().unwrap()).unwrap();
+    assert_eq!(seen["result"], Value::Null, "{seen}");
+    assert_ne!(other.session, first.session);
 }
