@@ -95,6 +95,16 @@ struct Agent {
     lease_ttl: Duration,
 }
 
+/// A task while it holds its session: the agent, the session, the lease every journal write
+/// names, and where its events go.
+#[derive(Clone, Copy)]
+struct Held<'a> {
+    agent: &'a Agent,
+    session: SessionId,
+    lease: &'a HeldLease,
+    events: &'a EventSink,
+}
+
 impl Agent {
     fn settings(&self) -> &AgentConfig {
         // Checked to exist when the task began; a reload that removes the agent leaves this
@@ -177,7 +187,13 @@ impl AgentRunner {
         }
         let task = Uuid::now_v7();
         let started = step(task, StepKind::TaskStarted, None, &TaskStarted { input });
-        if let Err(e) = append(&agent, session.id, &lease, &mut view, vec![started]).await {
+        let held = Held {
+            agent: &agent,
+            session: session.id,
+            lease: &lease,
+            events,
+        };
+        if let Err(e) = append(&held, &mut view, vec![started]).await {
             lease.release().await;
             return Err(e);
         }
@@ -349,7 +365,13 @@ impl AgentRunner {
         mut view: SessionView,
         events: &EventSink,
     ) -> Result<TaskReport, CallError> {
-        let outcome = self.steps(agent, session, &lease, &mut view, events).await;
+        let held = Held {
+            agent,
+            session,
+            lease: &lease,
+            events,
+        };
+        let outcome = self.steps(&held, &mut view).await;
         let status = match &outcome {
             Ok(_) => SessionStatus::Idle,
             Err(_) => SessionStatus::Interrupted,
@@ -382,14 +404,13 @@ impl AgentRunner {
         })
     }
 
-    async fn steps(
-        &self,
-        agent: &Agent,
-        session: SessionId,
-        lease: &HeldLease,
-        view: &mut SessionView,
-        events: &EventSink,
-    ) -> Result<TaskEnd, CallError> {
+    async fn steps(&self, held: &Held<'_>, view: &mut SessionView) -> Result<TaskEnd, CallError> {
+        let Held {
+            agent,
+            session,
+            lease,
+            events,
+        } = *held;
         loop {
             if lease.lost() {
                 return Err(lost_lease(session));
@@ -420,23 +441,14 @@ impl AgentRunner {
                         ),
                     };
                     let entry = step(progress.task, StepKind::TaskFailed, None, &failed);
-                    append(agent, session, lease, view, vec![entry]).await?;
+                    append(held, view, vec![entry]).await?;
                 }
                 Next::CallModel { model_step } => {
-                    self.model_step(
-                        agent,
-                        session,
-                        lease,
-                        view,
-                        progress.task,
-                        model_step,
-                        events,
-                    )
-                    .await?;
+                    self.model_step(held, view, progress.task, model_step)
+                        .await?;
                 }
                 Next::RunTools(calls) => {
-                    self.run_tools(agent, session, lease, view, progress.task, calls, events)
-                        .await?;
+                    self.run_tools(held, view, progress.task, calls).await?;
                 }
             }
         }
@@ -444,22 +456,23 @@ impl AgentRunner {
 
     /// Asks the model for the task's next response and journals it with the tool calls it
     /// asks for (or the final answer), in one append.
-    #[allow(clippy::too_many_arguments)]
     async fn model_step(
         &self,
-        agent: &Agent,
-        session: SessionId,
-        lease: &HeldLease,
+        held: &Held<'_>,
         view: &mut SessionView,
         task: Uuid,
         model_step: u32,
-        events: &EventSink,
     ) -> Result<(), CallError> {
+        let Held {
+            agent,
+            session,
+            events,
+            ..
+        } = *held;
         let generation = self.host.generation();
         let router = &router_of(&generation)?;
         let (names, tools) = offered_tools(&generation, &agent.name);
-        self.compact_if_needed(agent, session, lease, view, task, &tools, events)
-            .await?;
+        self.compact_if_needed(held, view, task, &tools).await?;
         let mut request = ChatRequest::new(
             agent.alias.clone(),
             view.messages(&agent.settings().instructions),
@@ -510,22 +523,24 @@ impl AgentRunner {
             elapsed_ms,
             tool_calls: response.tool_calls.len(),
         });
-        append(agent, session, lease, view, entries).await
+        append(held, view, entries).await
     }
 
     /// Folds the turns before the current task into a summary when the history would not fit
     /// the alias's context budget. A failed summary changes nothing: the turns stay as they are.
-    #[allow(clippy::too_many_arguments)]
     async fn compact_if_needed(
         &self,
-        agent: &Agent,
-        session: SessionId,
-        lease: &HeldLease,
+        held: &Held<'_>,
         view: &mut SessionView,
         task: Uuid,
         tools: &[ToolDefinition],
-        events: &EventSink,
     ) -> Result<(), CallError> {
+        let Held {
+            agent,
+            session,
+            events,
+            ..
+        } = *held;
         let budget = agent
             .config
             .models
@@ -581,7 +596,7 @@ impl AgentRunner {
                     through_step,
                 };
                 let entry = step(task, StepKind::ContextSummary, None, &summary);
-                append(agent, session, lease, view, vec![entry]).await?;
+                append(held, view, vec![entry]).await?;
                 events(&AgentEvent::Compacted { through_step });
             }
             Ok(_) => events(&AgentEvent::CompactionFailed {
@@ -596,17 +611,19 @@ impl AgentRunner {
 
     /// Runs the tool calls in parallel, each through the host service, and journals each
     /// result as soon as it is in, so a crash loses at most the calls still running.
-    #[allow(clippy::too_many_arguments)]
     async fn run_tools(
         &self,
-        agent: &Agent,
-        session: SessionId,
-        lease: &HeldLease,
+        held: &Held<'_>,
         view: &mut SessionView,
         task: Uuid,
         calls: Vec<(String, PlannedCall)>,
-        events: &EventSink,
     ) -> Result<(), CallError> {
+        let Held {
+            agent,
+            session,
+            lease,
+            events,
+        } = *held;
         let (sender, mut results) = tokio::sync::mpsc::unbounded_channel();
         let mut running = Vec::new();
         for (call_id, call) in calls {
@@ -649,7 +666,7 @@ impl AgentRunner {
                     .map(|e| format!("{}: {}", e.kind, e.message)),
             });
             let entry = result_entry(task, call_id, outcome);
-            if let Err(e) = append(agent, session, lease, view, vec![entry]).await {
+            if let Err(e) = append(held, view, vec![entry]).await {
                 abort_all(&running);
                 return Err(e);
             }
@@ -830,12 +847,16 @@ fn offered_tools(generation: &Generation, agent: &str) -> (ToolNames, Vec<ToolDe
 
 /// Appends `entries` at the view's next step under the lease's token, then folds them in.
 async fn append(
-    agent: &Agent,
-    session: SessionId,
-    lease: &HeldLease,
+    held: &Held<'_>,
     view: &mut SessionView,
     entries: Vec<NewStep>,
 ) -> Result<(), CallError> {
+    let Held {
+        agent,
+        session,
+        lease,
+        ..
+    } = *held;
     let at = view.next_step();
     let token = lease.lease().token;
     let mut written = agent
