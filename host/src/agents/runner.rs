@@ -470,38 +470,30 @@ impl AgentRunner {
             ..
         } = *held;
         let generation = self.host.generation();
-        let router = &router_of(&generation)?;
         let (names, tools) = offered_tools(&generation, &agent.name);
-        self.compact_if_needed(held, view, task, &tools).await?;
         let mut request = ChatRequest::new(
             agent.alias.clone(),
             view.messages(&agent.settings().instructions),
         );
         request.tools = tools;
+        if self.compact_if_needed(held, view, task, &request).await? {
+            request.messages = view.messages(&agent.settings().instructions);
+        }
         let at = view.next_step();
-        let identity = identity(
-            agent,
-            session,
-            CallId::for_step(&session.to_string(), &task.to_string(), at),
-        );
-        let grants = OwnAlias(&agent.alias);
-        let caller = ModelCaller {
-            identity: &identity,
-            plugin: "",
-            tool: "",
-            grants: &grants,
-        };
+        let call_id = CallId::for_step(&session.to_string(), &task.to_string(), at);
         let started = Instant::now();
-        let completion = router.complete(&caller, request).await.map_err(|e| {
-            CallError::new(
-                ErrorKind::Interrupted,
-                format!(
-                    "the model (alias `{}`) failed: {e}; the task is kept and can be resumed \
-                     with `warden agent resume --session {session}`",
-                    agent.alias
-                ),
-            )
-        })?;
+        let completion = ask_model(&generation, agent, session, call_id, request)
+            .await?
+            .map_err(|e| {
+                CallError::new(
+                    ErrorKind::Interrupted,
+                    format!(
+                        "the model (alias `{}`) failed: {e}; the task is kept and can be \
+                         resumed with `warden agent resume --session {session}`",
+                        agent.alias
+                    ),
+                )
+            })?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let used = view.used_call_ids();
         let configured = |plugin: &str| agent.config.plugins.contains_key(plugin);
@@ -528,13 +520,15 @@ impl AgentRunner {
 
     /// Folds the turns before the current task into a summary when the history would not fit
     /// the alias's context budget. A failed summary changes nothing: the turns stay as they are.
+    /// Returns whether a summary was journaled, so `request` (the next model request, built
+    /// from the view as it was) must be built again.
     async fn compact_if_needed(
         &self,
         held: &Held<'_>,
         view: &mut SessionView,
         task: Uuid,
-        tools: &[ToolDefinition],
-    ) -> Result<(), CallError> {
+        request: &ChatRequest,
+    ) -> Result<bool, CallError> {
         let Held {
             agent,
             session,
@@ -548,36 +542,21 @@ impl AgentRunner {
             .map_or(crate::config::DEFAULT_CONTEXT_TOKENS, |m| {
                 m.context_budget()
             });
-        let mut probe = ChatRequest::new(
-            agent.alias.clone(),
-            view.messages(&agent.settings().instructions),
-        );
-        probe.tools = tools.to_vec();
-        if probe.estimated_input_tokens() <= budget {
-            return Ok(());
+        if request.estimated_input_tokens() <= budget {
+            return Ok(false);
         }
         let Some(progress) = view.last_task() else {
-            return Ok(());
+            return Ok(false);
         };
         let Some((transcript, through_step)) = view.compaction(progress.started_at) else {
-            return Ok(());
+            return Ok(false);
         };
-        let generation = self.host.generation();
-        let router = router_of(&generation)?;
         let call_id = CallId::from_caller(&format!(
             "{}:summary",
             CallId::for_step(&session.to_string(), &task.to_string(), view.next_step())
         ))
         .map_err(|e| CallError::new(ErrorKind::Internal, e))?;
-        let identity = identity(agent, session, call_id);
-        let grants = OwnAlias(&agent.alias);
-        let caller = ModelCaller {
-            identity: &identity,
-            plugin: "",
-            tool: "",
-            grants: &grants,
-        };
-        let request = ChatRequest::new(
+        let summarise = ChatRequest::new(
             agent.alias.clone(),
             vec![
                 ChatMessage::new(
@@ -589,7 +568,8 @@ impl AgentRunner {
                 ChatMessage::new(Role::User, transcript),
             ],
         );
-        match router.complete(&caller, request).await {
+        let generation = self.host.generation();
+        match ask_model(&generation, agent, session, call_id, summarise).await? {
             Ok(completion) if !completion.message.content.trim().is_empty() => {
                 let summary = ContextSummary {
                     summary: completion.message.content,
@@ -598,6 +578,7 @@ impl AgentRunner {
                 let entry = step(task, StepKind::ContextSummary, None, &summary);
                 append(held, view, vec![entry]).await?;
                 events(&AgentEvent::Compacted { through_step });
+                return Ok(true);
             }
             Ok(_) => events(&AgentEvent::CompactionFailed {
                 message: "the model's summary was empty; the history is kept whole".into(),
@@ -606,7 +587,7 @@ impl AgentRunner {
                 message: format!("{e}; the history is kept whole"),
             }),
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Runs the tool calls in parallel, each through the host service, and journals each
@@ -677,6 +658,28 @@ impl AgentRunner {
         }
         Ok(())
     }
+}
+
+/// One completion for the agent's own loop, as `call_id`: through the generation's router,
+/// with the agent's alias as its only grant. The outer error is a generation that serves no
+/// config; the inner one is the model's.
+async fn ask_model(
+    generation: &Generation,
+    agent: &Agent,
+    session: SessionId,
+    call_id: CallId,
+    request: ChatRequest,
+) -> Result<Result<Completion, crate::models::ModelError>, CallError> {
+    let router = router_of(generation)?;
+    let identity = identity(agent, session, call_id);
+    let grants = OwnAlias(&agent.alias);
+    let caller = ModelCaller {
+        identity: &identity,
+        plugin: "",
+        tool: "",
+        grants: &grants,
+    };
+    Ok(router.complete(&caller, request).await)
 }
 
 /// One tool call through the host service; a call that cannot be made becomes its result.
