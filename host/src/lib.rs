@@ -16,6 +16,7 @@
 //! - [`plugins`]: loading, inspecting and calling a plugin;
 //! - [`host`]: the host service, built once from a config: one async call path for every
 //!   front end;
+//! - [`metrics`]: the Prometheus metrics every call records, rendered for `/metrics`;
 //! - [`error`]: what a call can fail with, and the CLI's exit code for each kind;
 //! - [`cli`]: the `warden` command line.
 //!
@@ -44,6 +45,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod metrics;
 pub mod models;
 pub mod plugins;
 pub mod policy;

@@ -16,7 +16,7 @@ use warden::state::sessions::SessionId;
 use warden::state::testing::PgTestSchema;
 use warden::state::{StateStore, StateUrl};
 
-use crate::common::engine;
+use crate::common::{engine, metric};
 
 const TENANT: &str = "local";
 
@@ -307,6 +307,23 @@ async fn an_ungranted_namespace_is_denied_naming_the_grant() {
     for target in ["payroll", "board", "session"] {
         assert!(denied.contains(&target), "{target} not in {denied:?}");
     }
+}
+
+#[tokio::test]
+async fn a_denied_namespace_counts_as_a_memory_denial() {
+    let site = Site::sqlite("").await;
+    let s = site.session("alice").await;
+    let denials = || metric(r#"warden_denials_total{capability="memory"}"#);
+    let before = denials();
+    site.call("alice", &s, "get", json!({"ns": "payroll", "key": "k"}))
+        .await
+        .failed("denied");
+    assert!(denials() > before, "the denial is not counted");
+    // The call itself ran: the probe reports the denial as its result.
+    let ok = metric(
+        r#"warden_tool_call_duration_seconds_count{plugin="memory-probe",tool="get",outcome="ok"}"#,
+    );
+    assert!(ok >= 1.0, "the call is not timed");
 }
 
 #[tokio::test]

@@ -225,6 +225,15 @@ pub fn engine() -> WardenEngine {
     .expect("start the engine")
 }
 
+/// The value of one series (`name{labels}`, as rendered) in this process's metrics, or 0 when
+/// it is absent.
+pub fn metric(series: &str) -> f64 {
+    warden::metrics::render()
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.parse().expect("a number"))
+}
+
 /// Loads a shipped plugin on `engine`.
 pub async fn load(engine: &WardenEngine, name: &str) -> Plugin {
     Plugin::load(engine, &plugin_path(name))

@@ -9,7 +9,7 @@ use warden::config::WardenConfig;
 use warden::error::{CallError, ErrorKind, Limit};
 use warden::host::{CallId, CallRequest, HostOptions, PluginStatus, WardenHost};
 
-use crate::common::{engine, plugin_path, warden};
+use crate::common::{engine, metric, plugin_path, warden};
 
 /// A folder with a config in it; `{plugins}` in the text is the built plugins' folder.
 struct Site {
@@ -286,6 +286,60 @@ async fn the_call_path_refuses_unknown_agents_plugins_and_ungranted_tools() {
         .await
         .expect("a granted tool runs");
     assert!(out.contains('2'), "{out}");
+}
+
+#[tokio::test]
+async fn every_call_is_timed_and_a_denied_tool_counts_as_a_call_denial() {
+    let site = Site::new();
+    // A plugin name of its own: the suite's other tests run in this process at the same time.
+    let host = site
+        .host(
+            r#"
+            [state]
+            url = "sqlite://state.db"
+            [plugins.metered]
+            path = "{plugins}/text-tools.wasm"
+            [agents.writer]
+            tools = ["metered/echo"]
+            "#,
+        )
+        .await;
+    let calls = |tool: &str, outcome: &str| {
+        metric(&format!(
+            "warden_tool_call_duration_seconds_count{{plugin=\"metered\",tool=\"{tool}\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    let call_denials = || metric(r#"warden_denials_total{capability="call"}"#);
+
+    let out = host
+        .call(request("writer", "metered", "echo", r#"{"text":"hi"}"#))
+        .await
+        .expect("a granted tool runs");
+    assert_eq!(out, r#"{"text":"hi"}"#);
+    assert_eq!(calls("echo", "ok"), 1.0);
+
+    let before = call_denials();
+    let err = refused(
+        &host,
+        "writer",
+        "metered",
+        "word-count",
+        r#"{"text":"a b"}"#,
+    )
+    .await;
+    assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+    assert!(call_denials() > before, "the denial is not counted");
+    assert_eq!(calls("word-count", "denied"), 1.0);
+
+    // Names the host does not serve make no series of their own.
+    refused(&host, "writer", "metered", "made-up-tool", "{}").await;
+    refused(&host, "writer", "made-up-plugin", "echo", "{}").await;
+    assert_eq!(calls("(unknown)", "denied"), 1.0);
+    let text = warden::metrics::render();
+    assert!(
+        !text.contains("made-up"),
+        "a caller's name became a label: {text}"
+    );
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use warden::models::{ModelError, Window};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::common::metric;
 use crate::mock;
 use crate::site::{Site, ask, complete_as};
 
@@ -111,6 +112,62 @@ async fn a_429_falls_back_to_the_next_alias() {
     );
     assert_eq!(detail["attempts"][1]["outcome"], "ok");
     assert_eq!(detail["record"]["outcome"], "allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_backend_attempt_is_timed_and_the_serving_alias_counts_the_tokens() {
+    let limited = server_answering(
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "30")
+            .set_body_json(json!({"error": {"message": "Rate limit reached"}})),
+    )
+    .await;
+    let local = server_answering(mock::openai_text("metered", 5, 3)).await;
+    // Aliases of its own: the suite's other tests record into this process's metrics as well.
+    let site = Site::new(&format!(
+        r#"
+        [models.metered-fast]
+        backend = "openai"
+        base_url = "{}"
+        model = "gpt-fast"
+        fallbacks = ["metered-local"]
+        [models.metered-local]
+        backend = "openai"
+        base_url = "{}"
+        model = "llama-local"
+        "#,
+        v1(&limited),
+        v1(&local)
+    ));
+    let completion = complete_as(
+        &site.capabilities(),
+        "metered",
+        &["metered-fast", "metered-local"],
+        ask("metered-fast", "hello"),
+    )
+    .await
+    .expect("the fallback serves");
+    assert_eq!(completion.served_by, "metered-local");
+
+    let attempts = |alias: &str, outcome: &str| {
+        metric(&format!(
+            "warden_model_call_duration_seconds_count{{alias=\"{alias}\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!(attempts("metered-fast", "rate-limited"), 1.0);
+    assert_eq!(attempts("metered-local", "ok"), 1.0);
+    let tokens = |alias: &str, direction: &str| {
+        metric(&format!(
+            "warden_model_tokens_total{{alias=\"{alias}\",agent=\"metered\",direction=\"{direction}\"}}"
+        ))
+    };
+    assert_eq!(tokens("metered-local", "input"), 5.0);
+    assert_eq!(tokens("metered-local", "output"), 3.0);
+    assert_eq!(
+        tokens("metered-fast", "input"),
+        0.0,
+        "only the serving alias counts"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ mod request;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 pub use crate::sandbox::{CallId, MAX_CALL_ID_BYTES};
 pub use generation::{AgentTool, Generation};
@@ -27,6 +28,7 @@ use crate::capabilities::{CallGrants, CallSite};
 use crate::config::{AgentLimits, WardenConfig};
 use crate::engine::WardenEngine;
 use crate::error::{CallError, ErrorKind};
+use crate::metrics;
 use crate::plugins::{DEFAULT_MAX_PLUGIN_MB, Plugin, TOOL_NAME_RULE, is_valid_tool_name};
 use crate::policy::{Outcome, check_tool};
 use crate::sandbox::{CallIdentity, CallLimits};
@@ -220,65 +222,89 @@ impl WardenHost {
 
     /// Runs one call: checks that the agent may call the tool, then runs it in a fresh sandboxed
     /// instance with the agent's limits and effective rights. The call and every capability use
-    /// go into the audit log; a denial of the tool itself is audited too.
+    /// go into the audit log; a denial of the tool itself is audited too. Every call, refused or
+    /// run, is timed in [`metrics`].
     pub async fn call(&self, request: CallRequest) -> Result<String, CallError> {
-        check_names(&request)?;
+        let started = Instant::now();
         let generation = self.generation();
-        let identity = CallIdentity {
-            tenant: request.tenant,
-            agent: request.agent,
-            session: request.session,
-            call_id: request.call_id.into_string(),
-        };
-        match &generation.served {
-            Served::File { limits } => {
-                let plugin = ready(&generation, &request.plugin)?;
-                let limits = limits.clone()?;
-                plugin
-                    .call(&request.tool, &request.input, &identity, &limits)
-                    .await
-            }
-            Served::Configured {
-                config,
-                source,
-                agents,
-                ..
-            } => {
-                let Some(agent) = agents.get(&identity.agent) else {
-                    return Err(CallError::invalid_input(format!(
-                        "there is no agent `{}` in {source}; the agents are: {}",
-                        shown(&identity.agent),
-                        names(config.agents.keys())
-                    )));
-                };
-                if !config.plugins.contains_key(&request.plugin) {
-                    return Err(CallError::unusable(format!(
-                        "`{}` is not a plugin in [plugins] of {source}; the plugins are: {}",
-                        shown(&request.plugin),
-                        names(config.plugins.keys())
-                    )));
-                }
-                let Some(grants) = agent.grants.get(&request.plugin) else {
-                    return Err(CallError::unusable(format!(
-                        "plugin `{}` is not loaded by this host (it loads only {})",
-                        request.plugin,
-                        names(generation.plugins.keys())
-                    )));
-                };
-                if let Err(denial) =
-                    check_tool(config, &identity.agent, &request.plugin, &request.tool)
-                {
-                    let denial = denial.to_string();
-                    deny_tool(grants, &identity, &request.plugin, &request.tool, &denial).await;
-                    return Err(CallError::new(ErrorKind::Denied, denial));
-                }
-                let limits = agent.limits.clone()?;
-                let plugin = ready(&generation, &request.plugin)?;
-                plugin
-                    .call_granted(&request.tool, &request.input, &identity, &limits, grants)
-                    .await
-            }
+        let (plugin, tool) = served_labels(&generation, &request.plugin, &request.tool);
+        let result = call_on(&generation, request).await;
+        let outcome = result.as_ref().map(|_| ()).map_err(CallError::kind);
+        metrics::tool_call(plugin, tool, outcome, started.elapsed());
+        result
+    }
+}
+
+/// The checks and the sandboxed call of [`WardenHost::call`], on the generation it started on.
+async fn call_on(generation: &Generation, request: CallRequest) -> Result<String, CallError> {
+    check_names(&request)?;
+    let identity = CallIdentity {
+        tenant: request.tenant,
+        agent: request.agent,
+        session: request.session,
+        call_id: request.call_id.into_string(),
+    };
+    match &generation.served {
+        Served::File { limits } => {
+            let plugin = ready(generation, &request.plugin)?;
+            let limits = limits.clone()?;
+            plugin
+                .call(&request.tool, &request.input, &identity, &limits)
+                .await
         }
+        Served::Configured {
+            config,
+            source,
+            agents,
+            ..
+        } => {
+            let Some(agent) = agents.get(&identity.agent) else {
+                return Err(CallError::invalid_input(format!(
+                    "there is no agent `{}` in {source}; the agents are: {}",
+                    shown(&identity.agent),
+                    names(config.agents.keys())
+                )));
+            };
+            if !config.plugins.contains_key(&request.plugin) {
+                return Err(CallError::unusable(format!(
+                    "`{}` is not a plugin in [plugins] of {source}; the plugins are: {}",
+                    shown(&request.plugin),
+                    names(config.plugins.keys())
+                )));
+            }
+            let Some(grants) = agent.grants.get(&request.plugin) else {
+                return Err(CallError::unusable(format!(
+                    "plugin `{}` is not loaded by this host (it loads only {})",
+                    request.plugin,
+                    names(generation.plugins.keys())
+                )));
+            };
+            if let Err(denial) = check_tool(config, &identity.agent, &request.plugin, &request.tool)
+            {
+                let denial = denial.to_string();
+                deny_tool(grants, &identity, &request.plugin, &request.tool, &denial).await;
+                return Err(CallError::new(ErrorKind::Denied, denial));
+            }
+            let limits = agent.limits.clone()?;
+            let plugin = ready(generation, &request.plugin)?;
+            plugin
+                .call_granted(&request.tool, &request.input, &identity, &limits, grants)
+                .await
+        }
+    }
+}
+
+/// The metric labels of a call, borrowed from the generation: the plugin and tool when it serves
+/// them, else [`metrics::UNKNOWN`]. Only names the operator configured and the plugins declared
+/// become labels, so names made up by a caller add no series.
+fn served_labels<'g>(generation: &'g Generation, plugin: &str, tool: &str) -> (&'g str, &'g str) {
+    match generation.plugins.get_key_value(plugin) {
+        Some((name, PluginSlot::Ready(loaded))) => match loaded.tool(tool) {
+            Some(known) => (name, &known.name),
+            None => (name, metrics::UNKNOWN),
+        },
+        Some((name, PluginSlot::Failed(_))) => (name, metrics::UNKNOWN),
+        None => (metrics::UNKNOWN, metrics::UNKNOWN),
     }
 }
 

@@ -225,6 +225,12 @@ impl ModelRouter {
                     None => (estimate_usage(&request, &reply), true),
                 };
                 reservation.settle(usage.total()).await;
+                crate::metrics::model_tokens(
+                    &served.name,
+                    &caller.identity.agent,
+                    usage.input_tokens,
+                    usage.output_tokens,
+                );
                 let completion = Completion {
                     message: reply.message,
                     usage,
@@ -516,7 +522,9 @@ impl<'a> CallRecord<'a> {
         }
     }
 
+    /// Notes one attempt for the record, and times it in the metrics: where a backend call ends.
     fn attempt(&mut self, route: &AliasRoute, latency: Duration, failure: Option<&BackendFailure>) {
+        crate::metrics::model_attempt(&route.name, failure.map(BackendFailure::kind), latency);
         self.attempts.push(Attempt {
             alias: route.name.clone(),
             backend: route.backend.kind(),

@@ -308,6 +308,7 @@ impl AuditLog {
         record: &NewRecord<'_>,
         outcome: Outcome,
     ) -> Result<i64, StoreError> {
+        count_denial(record, outcome);
         self.store
             .append(Self::draft(record, outcome), self.sealer())
             .await
@@ -316,6 +317,7 @@ impl AuditLog {
     /// Queues one record without waiting for its commit, for paths that cannot wait (Drop);
     /// a failure is logged.
     pub fn append_detached(&self, record: &NewRecord<'_>, outcome: Outcome) {
+        count_denial(record, outcome);
         self.store
             .append_detached(Self::draft(record, outcome), self.sealer());
     }
@@ -477,6 +479,14 @@ impl AuditLog {
                 ),
             })),
         }
+    }
+}
+
+/// Every denial reaches the audit log, and only here is it counted: once, by its capability,
+/// whether or not its record then commits.
+fn count_denial(record: &NewRecord<'_>, outcome: Outcome) {
+    if outcome == Outcome::Denied {
+        crate::metrics::denial(record.capability);
     }
 }
 
