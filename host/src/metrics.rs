@@ -149,7 +149,7 @@ impl Metrics {
         let sessions_active = Gauge::default();
         registry.register(
             "sessions_active",
-            "Sessions open in this process",
+            "Sessions whose lease this process holds for a running task",
             sessions_active.clone(),
         );
         let tasks_running = Gauge::default();
@@ -253,8 +253,9 @@ pub fn denial(capability: &str) {
     METRICS.denial(capability);
 }
 
-/// Adds `delta` to the sessions open: `1` when a session is created or taken up, `-1` when it
-/// is closed or released.
+/// Adds `delta` to the sessions this process holds: `1` when a task takes up its session's
+/// lease, `-1` when it gives it back. (`warden_tasks_running` also counts tasks still waiting
+/// for a busy session.)
 pub fn session_active(delta: i64) {
     METRICS.sessions_active.inc_by(delta);
 }

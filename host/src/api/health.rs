@@ -1,10 +1,11 @@
-//! `/healthz` and `/readyz`: for probes, without a token.
+//! `/healthz`, `/readyz` and `/metrics`: for probes and Prometheus, without a token.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -49,4 +50,15 @@ pub(super) async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<He
     Ok(Json(Health {
         status: "ready".into(),
     }))
+}
+
+/// Prometheus metrics, in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
+pub(super) async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::render(),
+    )
+        .into_response()
 }

@@ -108,6 +108,7 @@ fn routes() -> (axum::Router<Arc<ApiState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::records))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
         .split_for_parts()
 }
 

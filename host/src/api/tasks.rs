@@ -231,11 +231,21 @@ async fn launch(state: &Arc<ApiState>, work: Work) -> Result<(Uuid, Arc<TaskRun>
             if let AgentEvent::TaskStarted { task, .. } = event
                 && let Ok(task) = task.parse::<Uuid>()
             {
-                lock(&run.state).task = Some(task);
+                let first = lock(&run.state).task.replace(task).is_none();
+                if first {
+                    // The session's lease is held from here to the run's end.
+                    crate::metrics::session_active(1);
+                }
                 state.tasks.insert(task, run.clone());
                 if let Some(tx) = lock(&started_tx).take() {
                     let _ = tx.send(Ok(task));
                 }
+            }
+            if matches!(
+                event,
+                AgentEvent::ModelTurn { .. } | AgentEvent::ToolFinished { .. }
+            ) {
+                crate::metrics::task_steps(1);
             }
             run.push(event);
         })
@@ -244,6 +254,7 @@ async fn launch(state: &Arc<ApiState>, work: Work) -> Result<(Uuid, Arc<TaskRun>
     let task_state = state.clone();
     let task_run = run.clone();
     tokio::spawn(async move {
+        let _running = crate::metrics::running_task();
         let result = match work {
             Work::Run(request) => task_state.runner.run(request, &sink).await,
             Work::Resume { tenant, session } => {
@@ -261,6 +272,7 @@ async fn launch(state: &Arc<ApiState>, work: Work) -> Result<(Uuid, Arc<TaskRun>
         }
         let task = lock(&task_run.state).task;
         if let Some(task) = task {
+            crate::metrics::session_active(-1);
             let body = final_body(&task_state, &task_run, task, error.as_ref()).await;
             task_run.finish(body);
         }
