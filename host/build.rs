@@ -34,13 +34,36 @@ fn main() {
         println!(
             "cargo:warning=WARDEN_SKIP_PLUGIN_BUILD is set: the shipped plugins were not rebuilt"
         );
-        return;
+    } else {
+        add_wasm_target();
+        let wasm_target_dir = target_root.join("wasm");
+        build_plugins(&root.join("plugins/Cargo.toml"), &wasm_target_dir);
+        copy_components(&wasm_target_dir.join(WASM_TARGET).join("release"), &shipped);
     }
+    embed_shipped(&shipped);
+}
 
-    add_wasm_target();
-    let wasm_target_dir = target_root.join("wasm");
-    build_plugins(&root.join("plugins/Cargo.toml"), &wasm_target_dir);
-    copy_components(&wasm_target_dir.join(WASM_TARGET).join("release"), &shipped);
+/// The plugins that ship inside the `warden` binary, served as `builtin:NAME`.
+const EMBEDDED: &[&str] = &["text-tools", "files", "summarize", "sql", "http-get"];
+
+/// Writes `$OUT_DIR/builtin_plugins.rs`: the shipped components as `include_bytes!`, so a
+/// binary copied anywhere serves them. A component that was not built (the build was skipped)
+/// is left out, and `builtin:NAME` then says it is missing.
+fn embed_shipped(shipped: &Path) {
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let mut code = String::from("/// The shipped plugins: name and component bytes.\n");
+    code.push_str("pub static EMBEDDED: &[(&str, &[u8])] = &[\n");
+    for name in EMBEDDED {
+        let file = shipped.join(format!("{name}.wasm"));
+        if file.is_file() {
+            code.push_str(&format!(
+                "    ({name:?}, include_bytes!({:?})),\n",
+                file.display().to_string()
+            ));
+        }
+    }
+    code.push_str("];\n");
+    fs::write(out.join("builtin_plugins.rs"), code).expect("write builtin_plugins.rs");
 }
 
 /// rustup does not add the targets listed in rust-toolchain.toml to a toolchain that is already

@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod agents;
+pub mod api;
 mod bindings;
 pub mod capabilities;
 pub mod cli;

@@ -82,6 +82,8 @@ pub struct TaskRequest {
 pub struct AgentRunner {
     host: Arc<WardenHost>,
     holder: String,
+    /// Set when the process drains: each task stops after the step it is on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Everything one task needs from the generation serving it.
@@ -127,7 +129,29 @@ impl AgentRunner {
             std::process::id(),
             &Uuid::now_v7().simple().to_string()[20..]
         );
-        AgentRunner { host, holder }
+        AgentRunner {
+            host,
+            holder,
+            draining: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Asks every task of this runner to stop once the step it is on is journaled: it then
+    /// releases its session (left `interrupted`) and ends with [`ErrorKind::Interrupted`], and
+    /// a later resume goes on from the journal. New tasks are refused.
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`AgentRunner::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The host service this runner runs tasks on.
+    pub fn host(&self) -> &Arc<WardenHost> {
+        &self.host
     }
 
     /// Runs one task to its end: a final answer, or `max_steps`. A failure on the way (the
@@ -414,6 +438,16 @@ impl AgentRunner {
         loop {
             if lease.lost() {
                 return Err(lost_lease(session));
+            }
+            if self.is_draining() {
+                return Err(CallError::new(
+                    ErrorKind::Interrupted,
+                    format!(
+                        "the host is shutting down: the task stopped after its last journaled \
+                         step, and resumes from there (`warden agent resume --session {session}`, \
+                         or when `warden serve` starts again)"
+                    ),
+                ));
             }
             let progress = view
                 .last_task()
@@ -906,16 +940,20 @@ async fn append(
 
 /// Reads the session's whole journal, a page at a time.
 async fn read_view(agent: &Agent, session: SessionId) -> Result<SessionView, CallError> {
+    read_journal(agent.store.as_ref(), &agent.tenant, session).await
+}
+
+/// Reads and folds a session's whole journal, a page at a time: what a front end shows of a
+/// session's tasks. A session the tenant does not have reads as empty.
+pub async fn read_journal(
+    store: &dyn AgentStore,
+    tenant: &str,
+    session: SessionId,
+) -> Result<SessionView, CallError> {
     let mut entries = Vec::new();
     loop {
-        let page = agent
-            .store
-            .read_journal(
-                &agent.tenant,
-                session,
-                entries.len() as u64,
-                MAX_READ_ENTRIES,
-            )
+        let page = store
+            .read_journal(tenant, session, entries.len() as u64, MAX_READ_ENTRIES)
             .await
             .map_err(store_error)?;
         let full = page.len() as u32 == MAX_READ_ENTRIES;

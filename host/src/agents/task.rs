@@ -34,6 +34,8 @@ pub struct TaskProgress {
     pub input: String,
     /// How many model responses it has.
     pub model_steps: u32,
+    /// How many tool calls its model responses asked for.
+    pub tool_calls: u32,
     /// The tool calls of its last model response that have no result yet, in index order,
     /// each with its call-id.
     pub pending: Vec<(String, PlannedCall)>,
@@ -130,6 +132,19 @@ impl SessionView {
             .turns
             .iter()
             .rposition(|t| matches!(t.entry, Entry::TaskStarted(_)))?;
+        self.task_from(start)
+    }
+
+    /// Every task of the session, oldest first, each as it stands.
+    pub fn tasks(&self) -> Vec<TaskProgress> {
+        (0..self.turns.len())
+            .filter(|&i| matches!(self.turns[i].entry, Entry::TaskStarted(_)))
+            .filter_map(|i| self.task_from(i))
+            .collect()
+    }
+
+    /// The task that began at turn `start`, folded up to the next task's start.
+    fn task_from(&self, start: usize) -> Option<TaskProgress> {
         let Entry::TaskStarted(started) = &self.turns[start].entry else {
             return None;
         };
@@ -138,16 +153,21 @@ impl SessionView {
             started_at: self.turns[start].step,
             input: started.input.clone(),
             model_steps: 0,
+            tool_calls: 0,
             pending: Vec::new(),
             end: None,
         };
         for turn in &self.turns[start + 1..] {
+            if matches!(turn.entry, Entry::TaskStarted(_)) {
+                break;
+            }
             match &turn.entry {
                 Entry::ModelResponse(_) => {
                     progress.model_steps += 1;
                     progress.pending.clear();
                 }
                 Entry::ToolCall(call_id, call) => {
+                    progress.tool_calls += 1;
                     progress.pending.push((call_id.clone(), call.clone()))
                 }
                 Entry::ToolResult(call_id, _) => progress.pending.retain(|(id, _)| id != call_id),
@@ -568,6 +588,26 @@ mod tests {
             text.contains("denied") && text.contains("not granted"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn each_task_folds_only_its_own_turns() {
+        let mut j = Journal::new();
+        j.start("first");
+        j.respond("", &["a", "b"]);
+        j.result(0, "a");
+        j.result(1, "b");
+        j.respond("done", &[]);
+        j.start("second");
+        let tasks = j.view().tasks();
+        assert_eq!(tasks.len(), 2);
+        assert_eq!(tasks[0].input, "first");
+        assert_eq!((tasks[0].model_steps, tasks[0].tool_calls), (2, 2));
+        assert_eq!(tasks[0].end, Some(TaskEnd::Answered("done".into())));
+        assert_eq!(tasks[1].input, "second");
+        assert_eq!((tasks[1].model_steps, tasks[1].tool_calls), (0, 0));
+        assert_eq!(tasks[1].end, None);
+        assert_eq!(j.view().last_task().unwrap(), tasks[1]);
     }
 
     #[test]

@@ -67,6 +67,17 @@ pub(super) fn load(path: &Path) -> Result<WardenConfig, CallError> {
 fn plugin_file_problems(config: &WardenConfig) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
     for (name, plugin) in &config.plugins {
+        match crate::plugins::builtin::for_path(&plugin.path) {
+            Some(Ok(_)) => continue,
+            Some(Err(message)) => {
+                problems.push(ConfigProblem {
+                    key: format!("plugins.{name}.path"),
+                    message,
+                });
+                continue;
+            }
+            None => {}
+        }
         let path = config.resolve(&plugin.path);
         if !path.is_file() {
             problems.push(ConfigProblem {

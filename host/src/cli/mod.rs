@@ -8,7 +8,9 @@ mod config;
 mod inspect;
 mod list;
 pub mod new;
+mod serve;
 mod session;
+mod tenant;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -40,6 +42,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the HTTP API: sessions, tasks with their events, tool calls, audit, metrics.
+    Serve(Box<serve::ServeArgs>),
+    /// Manage tenants' bearer tokens.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
     /// Call one tool of a plugin in a fresh sandboxed instance and print its JSON output.
     Call(call::CallArgs),
     /// Work with plugin files.
@@ -169,6 +176,8 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Serve(args) => serve::run(*args).await,
+            Command::Tenant(command) => tenant::run(command),
             Command::Call(args) => call::run(args).await,
             Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
             Command::Plugin(PluginCommand::List(args)) => list::run(args).await,

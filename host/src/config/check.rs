@@ -228,12 +228,22 @@ fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
     }
     for (name, tenant) in &config.tenants {
         let key = format!("tenants.{name}");
-        let digest = &tenant.token_sha256;
-        if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+        if tenant.token_sha256.0.is_empty() {
             p.add(
                 format!("{key}.token_sha256"),
-                "the sha256 of the token, as 64 hex digits (e.g. `printf %s TOKEN | sha256sum`)",
+                format!("is empty: make a token with `warden tenant token {name}`"),
             );
+        }
+        for digest in &tenant.token_sha256.0 {
+            if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+                p.add(
+                    format!("{key}.token_sha256"),
+                    format!(
+                        "the sha256 of the token, as 64 hex digits: make a token and its line \
+                         with `warden tenant token {name}`"
+                    ),
+                );
+            }
         }
         for agent in &tenant.agents {
             if !config.agents.contains_key(agent) {

@@ -13,6 +13,7 @@ mod check;
 pub mod grants;
 pub mod memory;
 mod model;
+pub mod serve;
 mod source;
 mod warnings;
 
@@ -25,7 +26,7 @@ use serde::de::DeserializeOwned;
 pub use model::{
     AgentConfig, AgentLimits, DirSourceConfig, HttpSourceConfig, ModelConfig, ModelQuota,
     PluginConfig, PostgresSourceConfig, SourceConfig, SourceKind, SqliteSourceConfig, StateConfig,
-    StateUrl, TenantConfig, redact_url,
+    StateUrl, TenantConfig, TokenDigests, redact_url,
 };
 pub use model::{DEFAULT_CONTEXT_TOKENS, DEFAULT_SESSION_LEASE_MS, SESSION_LEASE_MS_RANGE};
 
@@ -91,10 +92,12 @@ pub struct WardenConfig {
     pub tenants: BTreeMap<String, TenantConfig>,
     /// The `memory` capability's size limits.
     pub memory: memory::MemoryConfig,
+    /// How `warden serve` listens.
+    pub serve: serve::ServeConfig,
 }
 
 const SECTIONS: &[&str] = &[
-    "state", "plugins", "sources", "models", "agents", "tenants", "memory",
+    "state", "plugins", "sources", "models", "agents", "tenants", "memory", "serve",
 ];
 
 impl WardenConfig {
@@ -191,6 +194,14 @@ impl WardenConfig {
                     {
                         memory.check(&mut problems);
                         config.memory = memory;
+                    }
+                }
+                "serve" => {
+                    if let Some(serve) =
+                        entry::<serve::ServeConfig>("serve", value.clone(), &mut problems)
+                    {
+                        serve.check(&mut problems);
+                        config.serve = serve;
                     }
                 }
                 other => problems.push(ConfigProblem {

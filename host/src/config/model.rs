@@ -471,9 +471,32 @@ pub struct AgentLimits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
-    /// sha256 (hex) of the tenant's bearer token.
-    pub token_sha256: String,
+    /// sha256 (hex) of each of the tenant's bearer tokens: one, or a list while a token is
+    /// rotated.
+    pub token_sha256: TokenDigests,
     /// The agents this tenant may use.
     #[serde(default)]
     pub agents: Vec<String>,
+}
+
+/// `token_sha256`: one digest, or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenDigests(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for TokenDigests {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        match OneOrMany::deserialize(d) {
+            Ok(OneOrMany::One(one)) => Ok(TokenDigests(vec![one])),
+            Ok(OneOrMany::Many(many)) => Ok(TokenDigests(many)),
+            Err(_) => Err(serde::de::Error::custom(
+                "write the token's sha256 as a string of 64 hex digits, or a list of them",
+            )),
+        }
+    }
 }

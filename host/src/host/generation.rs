@@ -98,7 +98,11 @@ impl Generation {
             if !options.plugins.includes(name) {
                 continue;
             }
-            let path = config.resolve(&plugin.path);
+            let path = if crate::plugins::builtin::for_path(&plugin.path).is_some() {
+                plugin.path.clone()
+            } else {
+                config.resolve(&plugin.path)
+            };
             let limits =
                 clamp_for_loading(options.limits.resolve(&strictest_limits(&config, name)));
             let slot = match load(
@@ -200,6 +204,19 @@ impl Generation {
         tools
     }
 
+    /// Tool `tool` of plugin `plugin`: `None` when this generation has no such plugin or the
+    /// plugin no such tool, `Some(Err)` with the cause when the plugin failed to load.
+    pub fn tool(
+        &self,
+        plugin: &str,
+        tool: &str,
+    ) -> Option<Result<&crate::plugins::Tool, &CallError>> {
+        match self.plugins.get(plugin)? {
+            PluginSlot::Ready(loaded) => loaded.tool(tool).map(Ok),
+            PluginSlot::Failed(error) => Some(Err(error)),
+        }
+    }
+
     /// The config this generation serves, if it serves one.
     pub fn config(&self) -> Option<&Arc<WardenConfig>> {
         match &self.served {
@@ -218,7 +235,11 @@ async fn load(
     limits: &CallLimits,
     options: &HostOptions,
 ) -> Result<Plugin, CallError> {
-    let bytes = read_plugin_file_within(path, options.max_plugin_bytes)?;
+    let bytes = match crate::plugins::builtin::for_path(path) {
+        Some(Ok(bytes)) => std::borrow::Cow::Borrowed(bytes),
+        Some(Err(message)) => return Err(CallError::unusable(message)),
+        None => std::borrow::Cow::Owned(read_plugin_file_within(path, options.max_plugin_bytes)?),
+    };
     let on_compile = |size| {
         if let Some(progress) = &options.on_compile {
             progress(name, size);

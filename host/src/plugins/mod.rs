@@ -4,6 +4,7 @@
 //! Loading refuses, with a message that says what is wrong, anything that is not a component,
 //! a component of another world, and a component importing what this host does not provide.
 
+pub mod builtin;
 mod call;
 pub mod inspect;
 mod tools;

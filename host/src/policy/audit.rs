@@ -169,7 +169,7 @@ impl Outcome {
 }
 
 /// One record of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Position in the log, from 1.
     pub seq: i64,
@@ -323,6 +323,15 @@ impl AuditLog {
     /// The last `n` records, oldest first.
     pub async fn tail(&self, n: usize) -> Result<Vec<AuditRecord>, StoreError> {
         self.store.tail(n).await
+    }
+
+    /// The last `n` records of `tenant`, oldest first.
+    pub async fn tail_for_tenant(
+        &self,
+        tenant: &str,
+        n: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.store.tail_for_tenant(tenant, n).await
     }
 
     /// Checks every record's hash and link; returns what it found, or the first break.

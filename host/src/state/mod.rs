@@ -224,6 +224,9 @@ pub trait AuditStore: Send + Sync {
     async fn range(&self, from: i64, to: i64) -> Result<Vec<AuditRecord>, StoreError>;
     /// The last `n` records, oldest first.
     async fn tail(&self, n: usize) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The last `n` records of one tenant, oldest first.
+    async fn tail_for_tenant(&self, tenant: &str, n: usize)
+    -> Result<Vec<AuditRecord>, StoreError>;
 }
 
 /// How long settled usage and old reservations are kept: past the longest window (a day).

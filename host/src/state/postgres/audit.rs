@@ -237,4 +237,23 @@ impl AuditStore for PgStore {
             .await?;
         Ok(rows.iter().map(record).collect())
     }
+
+    async fn tail_for_tenant(
+        &self,
+        tenant: &str,
+        n: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let client = self.connection().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM audit_log WHERE tenant = $1 \
+                     ORDER BY seq DESC LIMIT $2) t ORDER BY seq"
+                ),
+                &[&tenant, &n],
+            )
+            .await?;
+        Ok(rows.iter().map(record).collect())
+    }
 }

@@ -46,9 +46,13 @@ fn append_in(
     Ok(record.seq)
 }
 
-fn query(conn: &Connection, sql: &str, a: i64, b: i64) -> Result<Vec<AuditRecord>, StoreError> {
+fn query(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<AuditRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map([a, b], |r| {
+    let rows = stmt.query_map(params, |r| {
         Ok(AuditRecord {
             seq: r.get("seq")?,
             at_ms: r.get("at_ms")?,
@@ -94,8 +98,7 @@ impl AuditStore for SqliteStore {
             query(
                 c,
                 "SELECT * FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
-                from,
-                to,
+                (from, to),
             )
         })
         .await
@@ -106,9 +109,26 @@ impl AuditStore for SqliteStore {
         self.read(move |c| {
             query(
                 c,
-                "SELECT * FROM (SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?1) WHERE ?2 = 0 ORDER BY seq",
-                n,
-                0,
+                "SELECT * FROM (SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
+                [n],
+            )
+        })
+        .await
+    }
+
+    async fn tail_for_tenant(
+        &self,
+        tenant: &str,
+        n: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let tenant = tenant.to_string();
+        self.read(move |c| {
+            query(
+                c,
+                "SELECT * FROM (SELECT * FROM audit_log WHERE tenant = ?1 ORDER BY seq DESC \
+                 LIMIT ?2) ORDER BY seq",
+                (tenant, n),
             )
         })
         .await

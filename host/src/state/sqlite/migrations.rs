@@ -72,4 +72,9 @@ CREATE INDEX quota_reservations_by_expiry ON quota_reservations (expires_at_ms);
         name: "memory usage per namespace, for its size limit",
         sql: super::agents::MEMORY_USAGE_SQL,
     },
+    Migration {
+        version: 5,
+        name: "audit records by tenant, for the HTTP API's audit listing",
+        sql: "CREATE INDEX IF NOT EXISTS audit_log_tenant ON audit_log (tenant, seq);",
+    },
 ];
