@@ -143,14 +143,28 @@ fn health_readiness_openapi_and_metrics_answer_without_a_token() {
     // Some traffic first, so request metrics (if any) have samples.
     let api = serve.api(&site.acme);
     api.get("/v1/agents").expect(200);
+    let session = api.create_session(AGENT);
+    api.post(
+        &format!("/v1/sessions/{session}/tools/text-tools/echo"),
+        &json!({"text": "counted"}),
+    )
+    .expect(200);
     let resp = anonymous.get("/metrics");
     assert_eq!(resp.status, 200, "{resp:?}");
     let content_type = resp.header("content-type").unwrap_or("");
+    // Prometheus scrapes the OpenMetrics text format (what prometheus-client writes).
     assert!(
-        content_type.starts_with("text/plain"),
-        "Prometheus text is text/plain: {resp:?}"
+        content_type.starts_with("application/openmetrics-text"),
+        "metrics are OpenMetrics text: {resp:?}"
     );
     assert_prometheus_text(&resp.body);
+    assert!(
+        resp.body.contains(
+            "warden_tool_call_duration_seconds_count{plugin=\"text-tools\",tool=\"echo\",outcome=\"ok\"} 1"
+        ),
+        "the tool call over HTTP is timed: {}",
+        resp.body
+    );
     model.assert_script_ok();
 }
 

@@ -346,11 +346,19 @@ impl AgentRunner {
                 until_ms,
             })
         };
+        // One holder id per acquisition, not per runner: two tasks of one process on one
+        // session are two holders, so the second is refused (or waits) instead of being
+        // granted the first one's session, fencing it.
+        let holder = format!(
+            "{}:{}",
+            self.holder,
+            &Uuid::now_v7().simple().to_string()[20..]
+        );
         let lease = HeldLease::acquire(
             agent.store.clone(),
             &agent.tenant,
             session,
-            &self.holder,
+            &holder,
             agent.lease_ttl,
             wait,
             &on_wait,
