@@ -64,7 +64,7 @@ fn a_killed_server_s_task_is_finished_by_the_next_one(store: Store) {
     std::thread::sleep(Duration::from_millis(LEASE_MS + 500));
     let restarted = site.serve();
     let api = restarted.api(&site.acme);
-    let done = api.wait_task(&session, &task, Duration::from_secs(120));
+    let done = api.wait_task_end(&session, &task, Duration::from_secs(60));
     assert_eq!(
         done["status"],
         "answered",
@@ -162,7 +162,7 @@ fn sigterm_drains_then_a_restart_finishes(store: Store) {
     // The next server finishes the task (the lease was released: no wait for it to lapse).
     let restarted = site.serve();
     let api = restarted.api(&site.acme);
-    let done = api.wait_task(&session, &task, Duration::from_secs(120));
+    let done = api.wait_task_end(&session, &task, Duration::from_secs(60));
     assert_eq!(
         done["status"],
         "answered",

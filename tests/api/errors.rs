@@ -198,8 +198,9 @@ fn a_second_task_on_a_busy_session_is_409_and_with_wait_runs_after_the_first() {
         &json!({"input": NEXT_TASK}),
     );
     resp.expect_error(409, &["busy"]);
-    let resp_delete = api.delete(&format!("/v1/sessions/{session}"));
-    resp_delete.expect_error(409, &["busy"]);
+    // The refusal leaves the running task holding its session: still busy to a DELETE.
+    let resp = api.delete(&format!("/v1/sessions/{session}"));
+    resp.expect_error(409, &["busy"]);
     let running = api.task(&session, &first);
     assert_eq!(
         running["status"], "running",
@@ -248,4 +249,40 @@ fn a_second_task_on_a_busy_session_is_409_and_with_wait_runs_after_the_first() {
         resp.status, 204,
         "an idle session can be deleted:\n{resp:?}"
     );
+}
+
+#[test]
+fn deleting_a_session_with_a_running_task_is_409_unless_forced() {
+    let model = FakeModel::start(|c: &Conversation| scripts::any_of(c, &[&scripts::slow]));
+    let site = Site::sqlite(&model, Options::default());
+    let mut serve = site.serve();
+    let api = serve.api(&site.acme);
+    let session = api.create_session(AGENT);
+    let task = api.start_task(&session, SLOW_TASK);
+    wait_for(
+        &mut serve,
+        "the slow count to start",
+        Duration::from_secs(120),
+        || {
+            site.executions_of("slow")
+                .into_iter()
+                .find(|e| e.finished_ms.is_none())
+        },
+    );
+    let resp = api.delete(&format!("/v1/sessions/{session}"));
+    resp.expect_error(409, &["busy"]);
+    assert!(
+        site.executions_of("slow")[0].finished_ms.is_none(),
+        "the slow count ended before the refusal; it proves nothing"
+    );
+    let running = api.task(&session, &task);
+    assert_eq!(running["status"], "running", "{running:#}");
+
+    let resp = api.delete(&format!("/v1/sessions/{session}?force=true"));
+    assert_eq!(
+        resp.status, 204,
+        "?force=true deletes a busy session:\n{resp:?}"
+    );
+    api.get(&format!("/v1/sessions/{session}"))
+        .expect_error(404, &["not_found"]);
 }

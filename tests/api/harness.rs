@@ -712,6 +712,22 @@ impl Api {
         status
     }
 
+    /// Polls the task until it has ended: `answered` or `max_steps` (at most `deadline`). For a
+    /// server that resumes interrupted tasks at start, `interrupted` is not an end.
+    pub fn wait_task_end(&self, session: &str, task: &str, deadline: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let status = self.task(session, task);
+            if status["status"] == "answered" || status["status"] == "max_steps" {
+                return status;
+            }
+            if start.elapsed() >= deadline {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Polls the task until its status is no longer `running` (at most `deadline`).
     pub fn wait_task(&self, session: &str, task: &str, deadline: Duration) -> Value {
         let start = Instant::now();
