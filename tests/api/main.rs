@@ -29,6 +29,7 @@ mod durability;
 mod endpoints;
 mod errors;
 mod limits;
+mod openapi;
 mod reload;
 mod security;
 mod stream;

@@ -27,8 +27,10 @@ use super::{BUSY_TIMEOUT_MS, Migration, StoreError, latest_version};
 const MAX_BATCH: usize = 512;
 /// The longest the writer waits for more writes to join a group commit.
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
-/// Read connections kept open between reads.
-const IDLE_READERS: usize = 4;
+/// The most reads run at once, each on its own connection, kept open between reads: a read
+/// beyond these waits for a connection instead of opening (and parsing the schema of) a new one,
+/// which under 64 concurrent requests cost more than the reads themselves.
+const MAX_READERS: usize = 8;
 
 /// One queued write: run inside the batch's transaction, then told how the commit went.
 trait QueuedWrite: Send {
@@ -81,6 +83,8 @@ pub struct SqliteStore {
     path: PathBuf,
     jobs: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per read connection that may be open at once.
+    reader_slots: tokio::sync::Semaphore,
 }
 
 impl SqliteStore {
@@ -113,6 +117,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             jobs,
             readers: Mutex::new(Vec::new()),
+            reader_slots: tokio::sync::Semaphore::new(MAX_READERS),
         })
     }
 
@@ -159,26 +164,34 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.take_reader()?;
+        let _slot = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let path = self.path.clone();
         let (conn, result) = tokio::task::spawn_blocking(move || {
+            // Opening a connection reads the file: on the blocking pool, like the read.
+            let conn = match idle {
+                Some(conn) => conn,
+                None => match open_connection(&path, true) {
+                    Ok(conn) => conn,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
             let result = f(&conn);
-            (conn, result)
+            (Some(conn), result)
         })
         .await
         .map_err(|e| StoreError::Database(format!("a state store read failed: {e}")))?;
-        let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < IDLE_READERS {
-            idle.push(conn);
+        if let Some(conn) = conn {
+            let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_READERS {
+                idle.push(conn);
+            }
         }
         result
-    }
-
-    fn take_reader(&self) -> Result<Connection, StoreError> {
-        let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match idle {
-            Some(conn) => Ok(conn),
-            None => open_connection(&self.path, true),
-        }
     }
 }
 
