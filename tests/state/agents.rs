@@ -1277,9 +1277,10 @@ async fn postgres_a_second_handle_sees_committed_state_and_the_lease() {
     .await;
 }
 
-/// Undoes migration 4 (the usage table and its record), as a store written before it had.
-const BEFORE_MIGRATION_4: &str =
-    "DROP TABLE agent_memory_usage; DELETE FROM warden_schema WHERE version = 4;";
+/// Undoes migration 4 (the usage table) and the ones after it, with their records, as a store
+/// written before migration 4 had.
+const BEFORE_MIGRATION_4: &str = "DROP TABLE agent_memory_usage; DROP INDEX audit_log_tenant; \
+     DELETE FROM warden_schema WHERE version >= 4;";
 
 /// Writes entries, takes the store back to before migration 4 with `undo`, reopens it, and
 /// checks that the migration counted what was stored: live entries' keys and values in bytes
