@@ -114,3 +114,59 @@ fn a_stalled_half_request_line_has_its_connection_closed_after_header_timeout_ms
     assert_eq!(resp.status, 200, "{resp:#?}");
     assert_eq!(resp.json(), json!({"status": "ok"}));
 }
+
+#[test]
+fn a_stalled_body_is_refused_after_body_timeout_ms() {
+    let model = FakeModel::start(|c: &Conversation| scripts::any_of(c, &[]));
+    let site = Site::sqlite(&model, Options::serve("body_timeout_ms = 500"));
+    let serve = site.serve();
+    let token = site.acme.token.clone();
+
+    let mut stalled = TcpStream::connect(serve.addr).expect("connect");
+    let head = format!(
+        "POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"agent\":"
+    );
+    stalled
+        .write_all(head.as_bytes())
+        .expect("send the head and a tenth of the body");
+    // Far longer than the timeout under test, and shorter than the default (30 s).
+    let patience = Duration::from_secs(6);
+    stalled.set_read_timeout(Some(patience)).unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let ended = loop {
+        match stalled.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break Ok(());
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break Ok(()),
+            Err(e) => break Err(e),
+        }
+        if start.elapsed() > patience {
+            break Err(std::io::Error::new(ErrorKind::TimedOut, "no answer"));
+        }
+    };
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        ended.is_ok(),
+        "the stalled body still held the request after {} ms ({ended:?}); body_timeout_ms = 500; \
+         it received {text:?}",
+        start.elapsed().as_millis()
+    );
+    assert!(
+        got.is_empty() || text.starts_with("HTTP/1.1 4"),
+        "a stalled body gets a 4xx or a close, never a session: {text:?}"
+    );
+    let resp = serve.api(&site.acme).get("/v1/sessions");
+    assert_eq!(
+        resp.expect(200)["sessions"].as_array().map(Vec::len),
+        Some(0),
+        "{resp:?}"
+    );
+}
