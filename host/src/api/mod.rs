@@ -33,7 +33,7 @@ pub use tasks::{TaskBoard, resume_interrupted};
 use crate::agents::AgentRunner;
 use crate::agents::runner::read_journal;
 use crate::error::{CallError, ErrorKind};
-use crate::host::WardenHost;
+use crate::host::{WardenHost, shown};
 use crate::state::agents::AgentStore;
 use error::ApiError;
 
@@ -188,15 +188,6 @@ async fn check_host(State(state): State<Arc<ApiState>>, request: Request, next: 
         ),
     )
     .into_response()
-}
-
-/// Text from a request as messages show it: at most 64 characters, control characters escaped.
-fn shown(text: &str) -> String {
-    let mut out: String = text.chars().take(64).flat_map(char::escape_debug).collect();
-    if text.chars().count() > 64 {
-        out.push('…');
-    }
-    out
 }
 
 /// Reads a session's journal for a front end: every task as it stands.

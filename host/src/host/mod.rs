@@ -361,7 +361,7 @@ fn check_names(request: &CallRequest) -> Result<(), CallError> {
 
 /// A name from a caller, as messages show it: at most 64 characters, control characters
 /// escaped, so that an error line cannot be stretched or forged.
-fn shown(name: &str) -> String {
+pub(crate) fn shown(name: &str) -> String {
     const MAX: usize = 64;
     let mut out: String = name
         .chars()
