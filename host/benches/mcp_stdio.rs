@@ -1,0 +1,2 @@
+//! The MCP stdio bench: written in this session.
+fn main() {}

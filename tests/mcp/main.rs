@@ -1,0 +1,1 @@
+//! MCP tests: written in this session.
