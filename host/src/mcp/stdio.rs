@@ -240,40 +240,38 @@ where
         async move { write_message(&write, &item).await }
     }
 
-    fn receive(&mut self) -> impl Future<Output = Option<ClientJsonRpcMessage>> + Send {
-        async move {
-            loop {
-                match self.read_line().await {
-                    Ok(Line::Full) => {}
-                    Ok(Line::Oversized) => {
-                        let kb = self.max_bytes / 1024;
-                        reply(
-                            &self.write,
-                            ErrorData::invalid_request(
-                                format!(
-                                    "the message is larger than {kb} KiB and was skipped (raise \
-                                     the limit with --max-message-kb)"
-                                ),
-                                None,
+    async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
+        loop {
+            match self.read_line().await {
+                Ok(Line::Full) => {}
+                Ok(Line::Oversized) => {
+                    let kb = self.max_bytes / 1024;
+                    reply(
+                        &self.write,
+                        ErrorData::invalid_request(
+                            format!(
+                                "the message is larger than {kb} KiB and was skipped (raise \
+                                 the limit with --max-message-kb)"
                             ),
                             None,
-                        )
-                        .await;
-                        continue;
-                    }
-                    Ok(Line::Eof) => return None,
-                    Err(e) => {
-                        tracing::warn!("reading stdin failed: {e}");
-                        return None;
-                    }
+                        ),
+                        None,
+                    )
+                    .await;
+                    continue;
                 }
-                let message = self.parse().await;
-                self.line.clear();
-                if let Some(message) = message
-                    && self.admit(&message)
-                {
-                    return Some(message);
+                Ok(Line::Eof) => return None,
+                Err(e) => {
+                    tracing::warn!("reading stdin failed: {e}");
+                    return None;
                 }
+            }
+            let message = self.parse().await;
+            self.line.clear();
+            if let Some(message) = message
+                && self.admit(&message)
+            {
+                return Some(message);
             }
         }
     }
