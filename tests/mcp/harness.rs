@@ -685,6 +685,13 @@ impl Mcp {
             .unwrap_or_else(|| panic!("no VmHWM in:\n{status}"))
     }
 
+    /// Resets its peak resident set size to the current one (`5` into `/proc/PID/clear_refs`),
+    /// so that a later [`Mcp::peak_rss_kb`] measures what happened since, not the start-up.
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+            .expect("reset the peak RSS through /proc/PID/clear_refs");
+    }
+
     /// Sends it `signal`.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on a child this test spawned and has not reaped.
@@ -833,6 +840,14 @@ impl Serve {
     /// Everything it wrote to stderr so far.
     pub fn stderr(&self) -> String {
         text_of(&self.stderr)
+    }
+
+    /// Sends it `signal`.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("still ours").id() as i32;
+        // SAFETY: kill(2) on a child this test spawned and has not reaped.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
     }
 
     /// The MCP URL of `agent` (`/mcp/AGENT`).

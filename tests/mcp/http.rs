@@ -291,7 +291,7 @@ fn a_body_over_max_body_kb_is_413() {
         .as_str()
         .map(str::len);
     assert_eq!(text, Some(MAX_BODY_KB * 1024 - 1024), "{under:#?}");
-    assert!(site.call_records("text-tools/echo").len() == 1);
+    assert_eq!(site.call_records("text-tools/echo").len(), 1);
 }
 
 #[test]
@@ -354,4 +354,78 @@ fn a_session_in_the_url_must_be_the_tenants_and_agents() {
     assert_eq!(code, -32602, "{reply:#}");
     assert!(message.contains("no session"), "{reply:#}");
     assert!(site.call_records("text-tools/echo").is_empty());
+}
+
+#[test]
+fn a_reload_that_changes_the_tools_notifies_live_legacy_sessions_on_their_get_stream() {
+    use std::io::{Read, Write};
+    let site = Site::sqlite();
+    let serve = site.serve();
+    let session = legacy_session(&serve, "/mcp/helper", &site.acme.token);
+    // The session's GET stream, where the server sends what is not a response.
+    let mut stream = std::net::TcpStream::connect(serve.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /mcp/helper HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n\
+         Accept: text/event-stream\r\nMcp-Session-Id: {session}\r\n\
+         MCP-Protocol-Version: 2025-06-18\r\n\r\n",
+        serve.addr.port(),
+        site.acme.token
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let read_until = |seen: &mut Vec<u8>, stream: &mut std::net::TcpStream, needle: &str| {
+        let start = std::time::Instant::now();
+        let mut buf = [0u8; 8192];
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "no {needle:?} on the GET stream within 30 s; it says:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(seen),
+                serve.stderr()
+            );
+            match stream.read(&mut buf) {
+                Ok(0) => panic!(
+                    "the GET stream closed before {needle:?}:\n{}",
+                    String::from_utf8_lossy(seen)
+                ),
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+    };
+    read_until(&mut seen, &mut stream, "\r\n\r\n");
+    let head = String::from_utf8_lossy(&seen).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "the GET stream: {head}");
+    site.write_config(&site.config(r#""text-tools/*""#));
+    serve.signal(libc::SIGHUP);
+    read_until(&mut seen, &mut stream, "notifications/tools/list_changed");
+    // And tools/list now shows the new list.
+    let listed = in_session(
+        &serve,
+        "/mcp/helper",
+        &site.acme.token,
+        &session,
+        5,
+        "tools/list",
+        json!({}),
+    );
+    let mut names: Vec<String> = listed.reply(5)["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed:#?}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "text-tools__echo",
+            "text-tools__regex-extract",
+            "text-tools__word-count"
+        ]
+    );
 }

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::common::plugin_path;
 use crate::harness::{
-    HELPER, HELPER_TIMEOUT_MS, PROTOCOL_VERSION_META, READ_DEADLINE, SLOW, SLOW_TIMEOUT_MS, Site,
-    Store, expect_error, expect_tool_error, helper_tools_default, text_content,
+    HELPER, HELPER_TIMEOUT_MS, Mcp, PROTOCOL_VERSION_META, READ_DEADLINE, SLOW, SLOW_TIMEOUT_MS,
+    Site, Store, expect_error, expect_tool_error, helper_tools_default, text_content,
 };
 
 /// The `server/discover` the Python SDK's auto mode opens with, at `version`.
@@ -565,4 +565,42 @@ fn an_agent_that_is_not_configured_is_refused_at_start() {
     assert_ne!(run.code, 0, "{run:#?}");
     assert!(run.stdout.is_empty(), "{run:#?}");
     assert!(run.stderr.contains("nobody"), "{run:#?}");
+}
+
+#[test]
+fn a_tenant_with_one_agent_needs_no_agent_and_foreign_agents_are_refused() {
+    let site = Site::sqlite();
+    // globex has one agent, `other`: --agent may be left out.
+    let mut cmd = site.command(&["mcp", "--config", "warden.toml", "--tenant", "globex"]);
+    cmd.env_remove("WARDEN_AGENT");
+    let mut mcp = Mcp::start(cmd);
+    assert!(
+        mcp.start_line
+            .starts_with("warden mcp: agent other (tenant globex), session "),
+        "{}",
+        mcp.start_line
+    );
+    mcp.initialize("2025-06-18");
+    assert_eq!(
+        mcp.tool_names(),
+        [
+            "text-tools__echo",
+            "text-tools__regex-extract",
+            "text-tools__word-count"
+        ]
+    );
+    // An agent of another tenant is refused; acme has two agents, so one must be named.
+    for args in [
+        &["--tenant", "globex", "--agent", HELPER][..],
+        &["--tenant", "acme", "--agent", "other"][..],
+        &["--tenant", "acme"][..],
+    ] {
+        let mut all = vec!["mcp", "--config", "warden.toml"];
+        all.extend_from_slice(args);
+        let mut cmd = site.command(&all);
+        cmd.stdin(std::process::Stdio::null());
+        let run = crate::common::run_command_within(cmd, None, Duration::from_secs(60));
+        assert_ne!(run.code, 0, "{args:?}: {run:#?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:#?}");
+    }
 }
