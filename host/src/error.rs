@@ -62,6 +62,8 @@ pub enum ErrorKind {
     /// An agent task stopped before its end (a model backend or the store failed) and can be
     /// resumed from its journal.
     Interrupted,
+    /// The caller cancelled the call before it ended (MCP's `notifications/cancelled`).
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -78,6 +80,7 @@ impl ErrorKind {
             ErrorKind::Internal => 1,
             ErrorKind::Busy => 8,
             ErrorKind::Interrupted => 9,
+            ErrorKind::Cancelled => 10,
         }
     }
 
@@ -92,6 +95,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal error",
             ErrorKind::Busy => "session busy",
             ErrorKind::Interrupted => "task interrupted",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 }

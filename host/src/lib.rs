@@ -45,6 +45,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod mcp;
 pub mod metrics;
 pub mod models;
 pub mod plugins;

@@ -309,6 +309,7 @@ fn outcome_word(outcome: Result<(), ErrorKind>) -> &'static str {
             ErrorKind::Internal => "internal",
             ErrorKind::Busy => "busy",
             ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Cancelled => "cancelled",
         },
     }
 }

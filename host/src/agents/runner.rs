@@ -1071,6 +1071,7 @@ fn kind_word(kind: ErrorKind) -> &'static str {
         ErrorKind::Internal => "internal",
         ErrorKind::Busy => "busy",
         ErrorKind::Interrupted => "interrupted",
+        ErrorKind::Cancelled => "cancelled",
     }
 }
 

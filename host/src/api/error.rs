@@ -93,6 +93,7 @@ impl ApiError {
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ErrorKind::Busy => (StatusCode::CONFLICT, "busy"),
             ErrorKind::Interrupted => (StatusCode::SERVICE_UNAVAILABLE, "interrupted"),
+            ErrorKind::Cancelled => (StatusCode::SERVICE_UNAVAILABLE, "cancelled"),
         };
         ApiError::new(status, kind, e.message())
     }

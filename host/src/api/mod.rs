@@ -34,6 +34,7 @@ use crate::agents::AgentRunner;
 use crate::agents::runner::read_journal;
 use crate::error::{CallError, ErrorKind};
 use crate::host::{WardenHost, shown};
+use crate::mcp::http::McpState;
 use crate::state::agents::AgentStore;
 use error::ApiError;
 
@@ -45,6 +46,8 @@ pub struct ApiState {
     pub runner: Arc<AgentRunner>,
     /// The tasks this process runs, with their events.
     pub tasks: TaskBoard,
+    /// MCP's live sessions and their shutdown.
+    pub mcp: McpState,
 }
 
 impl ApiState {
@@ -54,6 +57,7 @@ impl ApiState {
             host: runner.host().clone(),
             runner,
             tasks: TaskBoard::default(),
+            mcp: McpState::new(),
         }
     }
 
@@ -122,7 +126,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn app(state: Arc<ApiState>, max_body_bytes: usize) -> axum::Router {
     let (router, doc) = routes();
     let doc = Arc::new(doc);
+    let mcp_service = crate::mcp::http::service(state.host.clone(), &state.mcp, max_body_bytes);
+    let mcp = axum::Router::new()
+        .route("/mcp", axum::routing::any(crate::mcp::http::without_agent))
+        .route(
+            "/mcp/{agent}",
+            axum::routing::any(crate::mcp::http::with_agent),
+        )
+        .with_state((state.clone(), mcp_service));
     router
+        .merge(mcp)
         .route(
             "/openapi.json",
             axum::routing::get(move || {

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::ApiState;
 use super::error::ApiError;
 use crate::config::WardenConfig;
+use crate::host::WardenHost;
 
 /// The prefix of every token Warden makes, so a leaked one is recognisable in a scan.
 pub const TOKEN_PREFIX: &str = "wdn_";
@@ -63,36 +64,42 @@ impl FromRequestParts<std::sync::Arc<ApiState>> for Tenant {
         parts: &mut Parts,
         state: &std::sync::Arc<ApiState>,
     ) -> Result<Tenant, ApiError> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthorized(
-                "this endpoint needs `Authorization: Bearer TOKEN`; an operator makes a \
-                 tenant's token with `warden tenant token NAME`",
-            ));
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`")
-            })?;
-        let generation = state.host.generation();
-        let config = generation
-            .config()
-            .ok_or_else(|| ApiError::unauthorized("this host has no tenants"))?;
-        match tenant_for_token(config, token) {
-            Some(name) => Ok(Tenant(name)),
-            None => Err(ApiError::unauthorized(
-                "the bearer token is not one of any tenant's tokens (`[tenants.NAME] \
-                 token_sha256` in the config)",
-            )),
-        }
+        tenant_for_request(&state.host, &parts.headers).map(Tenant)
     }
+}
+
+/// The tenant a request's `Authorization: Bearer TOKEN` header authenticates, or the 401 that
+/// says what is wrong with it.
+pub fn tenant_for_request(
+    host: &WardenHost,
+    headers: &axum::http::HeaderMap,
+) -> Result<String, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(
+            "this endpoint needs `Authorization: Bearer TOKEN`; an operator makes a tenant's \
+             token with `warden tenant token NAME`",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+    let generation = host.generation();
+    let config = generation
+        .config()
+        .ok_or_else(|| ApiError::unauthorized("this host has no tenants"))?;
+    tenant_for_token(config, token).ok_or_else(|| {
+        ApiError::unauthorized(
+            "the bearer token is not one of any tenant's tokens (`[tenants.NAME] token_sha256` \
+             in the config)",
+        )
+    })
 }
 
 #[cfg(test)]

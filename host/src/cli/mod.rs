@@ -7,6 +7,7 @@ mod call;
 mod config;
 mod inspect;
 mod list;
+mod mcp;
 pub mod new;
 mod serve;
 mod session;
@@ -27,12 +28,13 @@ use crate::plugins::DEFAULT_MAX_PLUGIN_MB;
 #[derive(Debug, Parser)]
 #[command(name = "warden", version, about, long_about = None)]
 pub struct Cli {
-    /// Log filter for stderr, e.g. `debug` or `warn,plugin=debug` (also WARDEN_LOG).
+    /// Log filter for stderr, e.g. `debug` or `warn,plugin=debug` (also WARDEN_LOG); rmcp logs
+    /// each error reply it sends at warn, so it is kept to errors by default.
     #[arg(
         long,
         global = true,
         env = "WARDEN_LOG",
-        default_value = "warn,plugin=info"
+        default_value = "warn,plugin=info,rmcp=error"
     )]
     log: String,
 
@@ -44,6 +46,8 @@ pub struct Cli {
 enum Command {
     /// Serve the HTTP API: sessions, tasks with their events, tool calls, audit, metrics.
     Serve(Box<serve::ServeArgs>),
+    /// Serve one agent's tools to an MCP client over stdio, in one Warden session.
+    Mcp(Box<mcp::McpArgs>),
     /// Manage tenants' bearer tokens.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
@@ -177,6 +181,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
+            Command::Mcp(args) => mcp::run(*args).await,
             Command::Tenant(command) => tenant::run(command),
             Command::Call(args) => call::run(args).await,
             Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,

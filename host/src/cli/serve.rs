@@ -21,6 +21,7 @@ use crate::api::{ApiServer, ApiState, ServeOptions};
 use crate::config::WardenConfig;
 use crate::error::{CallError, ErrorKind};
 use crate::host::{HostOptions, PluginStatus, WardenHost};
+use crate::mcp::McpHub;
 
 /// How long a drain waits for running tasks to finish their current step.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
@@ -47,14 +48,22 @@ pub(super) struct ServeArgs {
 }
 
 /// Where the served config comes from, so that SIGHUP can read it again.
-enum ConfigSource {
+pub(super) enum ConfigSource {
     File(PathBuf),
     Embedded { dir: PathBuf, token_file: PathBuf },
 }
 
 impl ConfigSource {
+    /// The embedded defaults, with their state and token in `state_dir`.
+    pub(super) fn embedded(state_dir: &Path) -> ConfigSource {
+        ConfigSource::Embedded {
+            dir: absolute(state_dir),
+            token_file: absolute(state_dir).join("token"),
+        }
+    }
+
     /// The config, checked as every command checks it, and the path messages name.
-    fn load(&self) -> Result<(WardenConfig, PathBuf), CallError> {
+    pub(super) fn load(&self) -> Result<(WardenConfig, PathBuf), CallError> {
         match self {
             ConfigSource::File(path) => Ok((super::config::load(path)?, path.clone())),
             ConfigSource::Embedded { dir, token_file } => {
@@ -170,10 +179,7 @@ fn read_or_make_token(path: &Path) -> Result<String, CallError> {
 pub(super) async fn run(args: ServeArgs) -> Result<(), CallError> {
     let source = match &args.config {
         Some(path) => ConfigSource::File(path.clone()),
-        None => ConfigSource::Embedded {
-            dir: absolute(&args.state_dir),
-            token_file: absolute(&args.state_dir).join("token"),
-        },
+        None => ConfigSource::embedded(&args.state_dir),
     };
     let (config, config_path) = source.load()?;
     let serve_options = ServeOptions::from_config(&config.serve, args.listen.as_deref())?;
@@ -213,7 +219,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), CallError> {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => reload(&host, &source).await,
+            _ = hangup.recv() => reload(&host, &source, &state.mcp.hub).await,
         }
     }
     runner.drain();
@@ -231,14 +237,17 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), CallError> {
              journals keep every finished step)"
         );
     }
+    // MCP clients hold streams open; ending their sessions lets the connections close.
+    state.mcp.shutdown.cancel();
     server.shutdown(CLOSE_GRACE).await;
     eprintln!("stopped");
     Ok(())
 }
 
 /// SIGHUP: reads the config again and swaps it in; a config with problems is refused and the
-/// serving one stays.
-async fn reload(host: &WardenHost, source: &ConfigSource) {
+/// serving one stays. MCP clients whose agent's tools changed are told.
+pub(super) async fn reload(host: &WardenHost, source: &ConfigSource, hub: &McpHub) {
+    let before = host.generation();
     let result = match source.load() {
         Ok((config, path)) => host.reload(Arc::new(config), &path).await,
         Err(e) => Err(e),
@@ -246,6 +255,10 @@ async fn reload(host: &WardenHost, source: &ConfigSource) {
     match result {
         Ok(()) => {
             eprintln!("reloaded the config");
+            let told = hub.tools_changed(&before, &host.generation()).await;
+            if told > 0 {
+                eprintln!("  told {told} MCP client(s) that their tools changed");
+            }
             for status in host.plugins() {
                 if let PluginStatus::Failed { name, error } = status {
                     eprintln!("  plugin `{name}` is not served: {error}");

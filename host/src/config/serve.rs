@@ -67,6 +67,18 @@ impl ServeConfig {
                 .any(|h| h == "*" || h.eq_ignore_ascii_case(name))
     }
 
+    /// Whether a browser page at `origin` (`scheme://host[:port]`) may call this server: its
+    /// host must be one the server answers to. `null` (a sandboxed or local page) may not.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        let Some(rest) = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+        else {
+            return false;
+        };
+        !rest.is_empty() && !rest.contains('/') && self.allows_host(rest)
+    }
+
     /// Reports values out of range and names that cannot be Host names.
     pub(super) fn check(&self, problems: &mut Vec<ConfigProblem>) {
         if let Some(listen) = &self.listen

@@ -32,6 +32,7 @@ use crate::metrics;
 use crate::plugins::{DEFAULT_MAX_PLUGIN_MB, Plugin, TOOL_NAME_RULE, is_valid_tool_name};
 use crate::policy::{Outcome, check_tool};
 use crate::sandbox::{CallIdentity, CallLimits};
+use tokio_util::sync::CancellationToken;
 
 /// Limits set by the operator for every call of this host (the CLI's flags). Each one set here
 /// overrides the agent's `limits`, which override the defaults.
@@ -225,10 +226,21 @@ impl WardenHost {
     /// go into the audit log; a denial of the tool itself is audited too. Every call, refused or
     /// run, is timed in [`metrics`].
     pub async fn call(&self, request: CallRequest) -> Result<String, CallError> {
+        self.call_cancellable(request, &CancellationToken::new())
+            .await
+    }
+
+    /// [`WardenHost::call`], stopped when `cancel` fires: the instance is dropped at its next
+    /// epoch tick, the call ends with [`ErrorKind::Cancelled`], and the audit log records it.
+    pub async fn call_cancellable(
+        &self,
+        request: CallRequest,
+        cancel: &CancellationToken,
+    ) -> Result<String, CallError> {
         let started = Instant::now();
         let generation = self.generation();
         let (plugin, tool) = served_labels(&generation, &request.plugin, &request.tool);
-        let result = call_on(&generation, request).await;
+        let result = call_on(&generation, request, cancel).await;
         let outcome = result.as_ref().map(|_| ()).map_err(CallError::kind);
         metrics::tool_call(plugin, tool, outcome, started.elapsed());
         result
@@ -236,7 +248,11 @@ impl WardenHost {
 }
 
 /// The checks and the sandboxed call of [`WardenHost::call`], on the generation it started on.
-async fn call_on(generation: &Generation, request: CallRequest) -> Result<String, CallError> {
+async fn call_on(
+    generation: &Generation,
+    request: CallRequest,
+    cancel: &CancellationToken,
+) -> Result<String, CallError> {
     check_names(&request)?;
     let identity = CallIdentity {
         tenant: request.tenant,
@@ -248,8 +264,16 @@ async fn call_on(generation: &Generation, request: CallRequest) -> Result<String
         Served::File { limits } => {
             let plugin = ready(generation, &request.plugin)?;
             let limits = limits.clone()?;
+            let grants = CallGrants::none(&request.plugin);
             plugin
-                .call(&request.tool, &request.input, &identity, &limits)
+                .call_granted(
+                    &request.tool,
+                    &request.input,
+                    &identity,
+                    &limits,
+                    &grants,
+                    cancel,
+                )
                 .await
         }
         Served::Configured {
@@ -288,7 +312,14 @@ async fn call_on(generation: &Generation, request: CallRequest) -> Result<String
             let limits = agent.limits.clone()?;
             let plugin = ready(generation, &request.plugin)?;
             plugin
-                .call_granted(&request.tool, &request.input, &identity, &limits, grants)
+                .call_granted(
+                    &request.tool,
+                    &request.input,
+                    &identity,
+                    &limits,
+                    grants,
+                    cancel,
+                )
                 .await
         }
     }

@@ -1,14 +1,14 @@
 //! One call in a fresh instance: a new store with its limits, instantiation from the
 //! `InstancePre`, the typed call, and the translation of whatever happened into a [`CallError`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{PluginInner, Tool, tools};
 use crate::bindings::{CallContext, ToolError, ToolPluginPre};
 use crate::capabilities::CallGrants;
-use crate::engine::{EPOCH_TICK_MS, WardenEngine};
+use crate::engine::WardenEngine;
 use crate::error::{CallError, ErrorKind, Limit};
 use crate::sandbox::{CallIdentity, CallLimits, CallState, MAX_OUTPUT_KB};
 
@@ -40,8 +40,19 @@ async fn new_store(
         CallState::new(plugin, tool, identity, limits, grants).await,
     );
     store.limiter(|state| &mut state.limiter);
-    store.set_epoch_deadline(limits.timeout_ms.div_ceil(EPOCH_TICK_MS) + 1);
-    store.epoch_deadline_trap();
+    // At every epoch tick the guest yields to tokio, so a call whose future is dropped (a
+    // cancelled MCP request, a client that went away) stops within a tick even while it spins
+    // in wasm; at the deadline it traps with `Interrupt`, which is the time limit. The deadline
+    // is wall-clock, so ticks the ticker caught up in a burst are not lost.
+    let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
     store
 }
 

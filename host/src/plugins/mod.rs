@@ -26,6 +26,7 @@ use crate::engine::WardenEngine;
 use crate::error::{CallError, ErrorKind};
 use crate::policy::Outcome;
 use crate::sandbox::{CallIdentity, CallLimits, CallState};
+use tokio_util::sync::CancellationToken;
 
 /// The contract version this host implements.
 pub const CONTRACT_VERSION: &str = "0.1.0";
@@ -200,6 +201,7 @@ impl Plugin {
             identity,
             limits,
             &CallGrants::none(&self.inner.name),
+            &CancellationToken::new(),
         )
         .await
     }
@@ -217,10 +219,18 @@ impl Plugin {
         identity: &CallIdentity,
         limits: &CallLimits,
         grants: &CallGrants,
+        cancel: &CancellationToken,
     ) -> Result<String, CallError> {
-        let result = self
-            .checked_call(tool, input, identity, limits, grants)
-            .await;
+        // Dropping the call's future drops its instance: the guest yields at every epoch tick
+        // (plugins/call.rs), so even a spinning one stops within a tick.
+        let result = tokio::select! {
+            biased;
+            result = self.checked_call(tool, input, identity, limits, grants) => result,
+            () = cancel.cancelled() => Err(CallError::new(
+                ErrorKind::Cancelled,
+                "the caller cancelled the call before it ended",
+            )),
+        };
         if grants.capabilities.is_none() {
             return result;
         }

@@ -1,0 +1,374 @@
+//! MCP's stdio framing, one JSON-RPC message per line, with the protocol's error replies.
+//!
+//! rmcp's own line transport ignores a line that is not JSON and drops an oversized one
+//! without a word, and its server ends the connection when a notification or a response comes
+//! before the lifecycle starts. A client then waits for an answer that never comes. This
+//! transport answers every line it cannot pass on — `-32700` for text that is not JSON,
+//! `-32600` for JSON that is not a message and for a line over the limit, `-32602` for a
+//! request whose params do not fit its method — and keeps reading, and it holds back
+//! notifications and responses until `initialize` (or a stateless request) has been passed on.
+//! A line over the limit is skipped as it streams in, never buffered whole.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, ErrorData, GetMeta, JsonRpcMessage, NumberOrString,
+    ProtocolVersion, RequestId, ServerJsonRpcMessage,
+};
+use rmcp::service::RoleServer;
+use rmcp::transport::Transport;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::Mutex;
+
+/// The default limit on one incoming message, in KiB: the HTTP API's default body limit.
+pub const DEFAULT_MAX_MESSAGE_KB: u64 = 1024;
+
+/// What one bounded line read found.
+enum Line {
+    /// A whole line is in the buffer.
+    Full,
+    /// A line over the limit went by and was dropped.
+    Oversized,
+    /// The client closed its end.
+    Eof,
+}
+
+/// The server's side of a stdio connection.
+pub struct LineTransport<R, W> {
+    read: BufReader<R>,
+    line: Vec<u8>,
+    max_bytes: usize,
+    /// Skipping the rest of an oversized line. Kept here, not in a local, because `receive`
+    /// is polled in a `select!` and may be dropped mid-line.
+    discarding: bool,
+    /// `initialize` or a stateless request has been passed on: rmcp's serving loop runs, and
+    /// takes notifications and responses.
+    started: bool,
+    write: Arc<Mutex<W>>,
+}
+
+impl<R, W> LineTransport<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    /// A transport reading messages of at most `max_bytes` from `read`, writing to `write`.
+    pub fn new(read: R, write: W, max_bytes: usize) -> Self {
+        LineTransport {
+            read: BufReader::with_capacity(64 * 1024, read),
+            line: Vec::new(),
+            max_bytes,
+            discarding: false,
+            started: false,
+            write: Arc::new(Mutex::new(write)),
+        }
+    }
+
+    /// Reads one `\n`-terminated line into `self.line`, never letting it grow past the limit.
+    /// Cancel-safe: bytes are consumed from the reader only together with the state change
+    /// they cause, with no await between.
+    async fn read_line(&mut self) -> io::Result<Line> {
+        loop {
+            let buf = self.read.fill_buf().await?;
+            if buf.is_empty() {
+                return Ok(Line::Eof);
+            }
+            let (take, ends) = match buf.iter().position(|&b| b == b'\n') {
+                Some(at) => (at, true),
+                None => (buf.len(), false),
+            };
+            if !self.discarding {
+                if self.line.len() + take > self.max_bytes {
+                    self.discarding = true;
+                    self.line = Vec::new();
+                } else {
+                    self.line.extend_from_slice(&buf[..take]);
+                }
+            }
+            self.read.consume(take + usize::from(ends));
+            if ends {
+                if self.discarding {
+                    self.discarding = false;
+                    return Ok(Line::Oversized);
+                }
+                return Ok(Line::Full);
+            }
+        }
+    }
+
+    /// The message in `self.line`, or the error reply it gets (sent here).
+    async fn parse(&mut self) -> Option<ClientJsonRpcMessage> {
+        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        let parsed = serde_json::from_slice::<ClientJsonRpcMessage>(line);
+        let error = match parsed {
+            Ok(message) => return Some(message),
+            Err(e) => e,
+        };
+        let (error, id) = match error.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => (
+                ErrorData::parse_error(format!("the line is not JSON: {error}"), None),
+                None,
+            ),
+            _ => shape_error(line, &error),
+        };
+        self.line.clear();
+        reply(&self.write, error, id).await;
+        None
+    }
+
+    /// Whether rmcp's serving loop would take `message` now; before the lifecycle starts it
+    /// takes only requests (and ends the connection on anything else).
+    fn admit(&mut self, message: &ClientJsonRpcMessage) -> bool {
+        match message {
+            JsonRpcMessage::Request(request) => {
+                if starts_lifecycle(&request.request) {
+                    self.started = true;
+                }
+                true
+            }
+            _ if self.started => true,
+            _ => {
+                tracing::debug!("an MCP notification or response before initialize was ignored");
+                false
+            }
+        }
+    }
+}
+
+/// A request that makes rmcp's server leave its pre-initialize loop: `initialize`, or a
+/// stateless request (not `server/discover`, not `ping`) with complete per-request metadata.
+fn starts_lifecycle(request: &ClientRequest) -> bool {
+    match request {
+        ClientRequest::InitializeRequest(_) => true,
+        ClientRequest::DiscoverRequest(_) | ClientRequest::PingRequest(_) => false,
+        other => {
+            let meta = other.get_meta();
+            meta.protocol_version().is_some()
+                && meta
+                    .missing_required_keys(&ProtocolVersion::V_2026_07_28)
+                    .is_empty()
+        }
+    }
+}
+
+/// The reply to JSON that is not a message rmcp takes: a request (it has a method and an id)
+/// with params that do not fit gets `-32602` with its id; anything else `-32600`.
+fn shape_error(line: &[u8], error: &serde_json::Error) -> (ErrorData, Option<RequestId>) {
+    let value: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+    let id = match value.get("id") {
+        Some(Value::Number(n)) => n.as_i64().map(NumberOrString::Number),
+        Some(Value::String(s)) => Some(NumberOrString::String(s.as_str().into())),
+        _ => None,
+    };
+    match (value.get("method").and_then(Value::as_str), id) {
+        (Some(method), Some(id)) if value.get("jsonrpc") == Some(&Value::from("2.0")) => (
+            ErrorData::invalid_params(
+                format!(
+                    "the params of `{}` are not valid: {error}",
+                    crate::host::shown(method)
+                ),
+                None,
+            ),
+            Some(id),
+        ),
+        _ => (
+            ErrorData::invalid_request(
+                format!("the line is JSON but not a JSON-RPC 2.0 message MCP knows: {error}"),
+                None,
+            ),
+            None,
+        ),
+    }
+}
+
+/// Serves `server` on this process's stdin and stdout until the client closes stdin or the
+/// serving loop ends.
+pub async fn serve(server: super::WardenMcp, max_bytes: usize) -> Result<(), String> {
+    let transport = LineTransport::new(tokio::io::stdin(), tokio::io::stdout(), max_bytes);
+    match rmcp::serve_server(server, transport).await {
+        Ok(running) => {
+            running
+                .waiting()
+                .await
+                .map_err(|e| format!("the MCP connection ended in error: {e}"))?;
+            Ok(())
+        }
+        // The client went away before it initialized: nothing was asked, nothing is owed.
+        Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => Ok(()),
+        Err(e) => Err(format!("the MCP connection failed before it started: {e}")),
+    }
+}
+
+/// Sends an error reply.
+async fn reply<W: AsyncWrite + Unpin>(write: &Mutex<W>, error: ErrorData, id: Option<RequestId>) {
+    let message = ServerJsonRpcMessage::error(error, id);
+    if let Err(e) = write_message(write, &message).await {
+        tracing::debug!("could not answer an MCP client: {e}");
+    }
+}
+
+/// Writes one message and its newline, and flushes.
+async fn write_message<W: AsyncWrite + Unpin>(
+    write: &Mutex<W>,
+    message: &ServerJsonRpcMessage,
+) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(message).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    let mut out = write.lock().await;
+    out.write_all(&bytes).await?;
+    out.flush().await
+}
+
+impl<R, W> Transport<RoleServer> for LineTransport<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    type Error = io::Error;
+
+    fn send(
+        &mut self,
+        item: ServerJsonRpcMessage,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let write = self.write.clone();
+        async move { write_message(&write, &item).await }
+    }
+
+    async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
+        loop {
+            match self.read_line().await {
+                Ok(Line::Full) => {}
+                Ok(Line::Oversized) => {
+                    let kb = self.max_bytes / 1024;
+                    reply(
+                        &self.write,
+                        ErrorData::invalid_request(
+                            format!(
+                                "the message is larger than {kb} KiB and was skipped (raise \
+                                 the limit with --max-message-kb)"
+                            ),
+                            None,
+                        ),
+                        None,
+                    )
+                    .await;
+                    continue;
+                }
+                Ok(Line::Eof) => return None,
+                Err(e) => {
+                    tracing::warn!("reading stdin failed: {e}");
+                    return None;
+                }
+            }
+            let message = self.parse().await;
+            self.line.clear();
+            if let Some(message) = message
+                && self.admit(&message)
+            {
+                return Some(message);
+            }
+        }
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let write = self.write.clone();
+        async move { write.lock().await.flush().await }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, duplex};
+
+    async fn exchange(input: &[u8], max: usize) -> (Vec<Option<String>>, String) {
+        let (mut client, server_in) = duplex(1 << 20);
+        let (server_out, mut replies) = duplex(1 << 20);
+        client.write_all(input).await.unwrap();
+        drop(client);
+        let mut transport = LineTransport::new(server_in, server_out, max);
+        let mut got = Vec::new();
+        while let Some(message) = transport.receive().await {
+            got.push(
+                serde_json::to_value(&message)
+                    .ok()
+                    .and_then(|v| v.get("method").and_then(Value::as_str).map(str::to_string)),
+            );
+        }
+        drop(transport);
+        let mut text = String::new();
+        replies.read_to_string(&mut text).await.unwrap();
+        (got, text)
+    }
+
+    #[tokio::test]
+    async fn bad_lines_are_answered_and_reading_goes_on() {
+        let ping = r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#;
+        let input = format!(
+            "{{nope\n[1,2]\n{}\n{ping}\n{{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":5}}\n{ping}\n",
+            "x".repeat(300)
+        );
+        let (got, replies) = exchange(input.as_bytes(), 200).await;
+        assert_eq!(got, vec![Some("ping".into()), Some("ping".into())]);
+        let replies: Vec<Value> = replies
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let codes: Vec<i64> = replies
+            .iter()
+            .map(|r| r["error"]["code"].as_i64().unwrap())
+            .collect();
+        assert_eq!(codes, vec![-32700, -32600, -32600, -32602]);
+        assert_eq!(replies[3]["id"], 3);
+        assert!(
+            replies[2]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--max-message-kb")
+        );
+    }
+
+    #[tokio::test]
+    async fn notifications_before_initialize_are_held_back_and_after_it_passed_on() {
+        let input = concat!(
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            "\n",
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+            "\n",
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            "\n",
+        );
+        let (got, replies) = exchange(input.as_bytes(), 1 << 16).await;
+        assert_eq!(
+            got,
+            vec![
+                Some("initialize".into()),
+                Some("notifications/initialized".into())
+            ]
+        );
+        assert_eq!(replies, "");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_line_is_not_buffered_whole() {
+        let mut input = vec![b'a'; 8 << 20];
+        input.push(b'\n');
+        let mut transport =
+            LineTransport::new(std::io::Cursor::new(input), tokio::io::sink(), 1024);
+        assert!(matches!(
+            transport.read_line().await.unwrap(),
+            Line::Oversized
+        ));
+        assert!(
+            transport.line.capacity() <= 1024 + 64 * 1024,
+            "{}",
+            transport.line.capacity()
+        );
+    }
+}
