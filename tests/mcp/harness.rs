@@ -227,6 +227,10 @@ agents = ["{OTHER}"]
             .env_remove("WARDEN_LOG")
             .env_remove("WARDEN_CONFIG")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        // For debugging a failure: MCP_TEST_WARDEN_LOG=debug passes a log filter on.
+        if let Some(filter) = std::env::var_os("MCP_TEST_WARDEN_LOG") {
+            cmd.env("WARDEN_LOG", filter);
+        }
         cmd
     }
 
@@ -239,6 +243,16 @@ agents = ["{OTHER}"]
             "--agent".to_string(),
             agent.to_string(),
         ]
+    }
+
+    /// Runs `warden ARGS` in the site's folder to completion (stdin empty, output captured),
+    /// within `deadline`.
+    pub fn run(&self, args: &[&str], deadline: Duration) -> crate::common::Run {
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        crate::common::run_command_within(cmd, None, deadline)
     }
 
     /// Starts `warden mcp --config warden.toml --agent AGENT EXTRA...`.
@@ -262,17 +276,18 @@ agents = ["{OTHER}"]
 
     /// The audit log, oldest first (`warden audit tail --json -n 1000`).
     pub fn audit(&self) -> Vec<Value> {
-        let mut cmd = self.command(&[
-            "audit",
-            "tail",
-            "--config",
-            "warden.toml",
-            "--json",
-            "-n",
-            "1000",
-        ]);
-        cmd.stdin(Stdio::null());
-        let run = crate::common::run_command_within(cmd, None, Duration::from_secs(60));
+        let run = self.run(
+            &[
+                "audit",
+                "tail",
+                "--config",
+                "warden.toml",
+                "--json",
+                "-n",
+                "1000",
+            ],
+            Duration::from_secs(60),
+        );
         run.assert_code(0);
         run.stdout
             .lines()
@@ -383,6 +398,9 @@ impl Mcp {
             let mut line = Vec::new();
             while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
                 let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                if std::env::var_os("MCP_TEST_TRACE").is_some() {
+                    eprintln!("< {}", &text[..text.len().min(200)]);
+                }
                 line.clear();
                 let parsed = match serde_json::from_str::<Value>(&text) {
                     Ok(v) => Line::Json(v),
@@ -454,6 +472,12 @@ impl Mcp {
 
     /// Writes `bytes` and a newline to its stdin.
     pub fn send_line(&mut self, bytes: &[u8]) {
+        if std::env::var_os("MCP_TEST_TRACE").is_some() {
+            eprintln!(
+                "> {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            );
+        }
         let mut guard = self.stdin.lock().unwrap();
         let pipe = guard.as_mut().expect("stdin is still open");
         pipe.write_all(bytes)
@@ -840,6 +864,17 @@ impl Serve {
     /// Everything it wrote to stderr so far.
     pub fn stderr(&self) -> String {
         text_of(&self.stderr)
+    }
+
+    /// Its state line in `/proc/PID/status` (`Z (zombie)` once it died), for failure messages.
+    pub fn state(&self) -> String {
+        let pid = self.child.as_ref().expect("still ours").id();
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap_or("State: unknown")
+            .to_string()
     }
 
     /// Sends it `signal`.

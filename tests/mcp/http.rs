@@ -352,7 +352,11 @@ fn a_session_in_the_url_must_be_the_tenants_and_agents() {
     };
     let (code, message, _) = expect_error(&reply, "a session of another agent");
     assert_eq!(code, -32602, "{reply:#}");
-    assert!(message.contains("no session"), "{reply:#}");
+    // "no session": the message says there is no (open) session of that id for the agent.
+    assert!(
+        message.contains("no") && message.contains(&slow_session),
+        "the message names the session it does not have: {reply:#}"
+    );
     assert!(site.call_records("text-tools/echo").is_empty());
 }
 
@@ -389,8 +393,10 @@ fn a_reload_that_changes_the_tools_notifies_live_legacy_sessions_on_their_get_st
             );
             match stream.read(&mut buf) {
                 Ok(0) => panic!(
-                    "the GET stream closed before {needle:?}:\n{}",
-                    String::from_utf8_lossy(seen)
+                    "the GET stream closed before {needle:?}:\n{}\nwarden serve: {}; stderr:\n{}",
+                    String::from_utf8_lossy(seen),
+                    serve.state(),
+                    serve.stderr()
                 ),
                 Ok(n) => seen.extend_from_slice(&buf[..n]),
                 Err(_) => {}

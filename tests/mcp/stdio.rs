@@ -537,17 +537,18 @@ fn session_memory_persists_across_a_restart_on_postgres() {
 #[test]
 fn an_unknown_session_is_refused_at_start() {
     let site = Site::sqlite();
-    let mut cmd = site.command(&[
-        "mcp",
-        "--config",
-        "warden.toml",
-        "--agent",
-        HELPER,
-        "--session",
-        "01234567-89ab-7def-8123-456789abcdef",
-    ]);
-    cmd.stdin(std::process::Stdio::null());
-    let run = crate::common::run_command_within(cmd, None, Duration::from_secs(60));
+    let run = site.run(
+        &[
+            "mcp",
+            "--config",
+            "warden.toml",
+            "--agent",
+            HELPER,
+            "--session",
+            "01234567-89ab-7def-8123-456789abcdef",
+        ],
+        Duration::from_secs(60),
+    );
     assert_ne!(run.code, 0, "{run:#?}");
     assert!(run.stdout.is_empty(), "{run:#?}");
     assert!(
@@ -559,9 +560,10 @@ fn an_unknown_session_is_refused_at_start() {
 #[test]
 fn an_agent_that_is_not_configured_is_refused_at_start() {
     let site = Site::sqlite();
-    let mut cmd = site.command(&["mcp", "--config", "warden.toml", "--agent", "nobody"]);
-    cmd.stdin(std::process::Stdio::null());
-    let run = crate::common::run_command_within(cmd, None, Duration::from_secs(60));
+    let run = site.run(
+        &["mcp", "--config", "warden.toml", "--agent", "nobody"],
+        Duration::from_secs(60),
+    );
     assert_ne!(run.code, 0, "{run:#?}");
     assert!(run.stdout.is_empty(), "{run:#?}");
     assert!(run.stderr.contains("nobody"), "{run:#?}");
@@ -597,10 +599,9 @@ fn a_tenant_with_one_agent_needs_no_agent_and_foreign_agents_are_refused() {
     ] {
         let mut all = vec!["mcp", "--config", "warden.toml"];
         all.extend_from_slice(args);
-        let mut cmd = site.command(&all);
-        cmd.stdin(std::process::Stdio::null());
-        let run = crate::common::run_command_within(cmd, None, Duration::from_secs(60));
+        let run = site.run(&all, Duration::from_secs(60));
         assert_ne!(run.code, 0, "{args:?}: {run:#?}");
         assert!(run.stdout.is_empty(), "{args:?}: {run:#?}");
+        assert!(run.stderr.contains("error"), "{args:?}: {run:#?}");
     }
 }
