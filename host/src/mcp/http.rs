@@ -30,12 +30,19 @@ pub const SESSION_HEADER: &str = "warden-session";
 /// rmcp's streamable HTTP service, built once per server.
 pub type McpService = StreamableHttpService<WardenMcp, LocalSessionManager>;
 
+/// The most MCP sessions (`initialize` handshakes) one server holds at once. Each holds a
+/// handler and its channels in memory until it is deleted or idles out (5 minutes), so a
+/// client that opens sessions in a loop is refused past this instead of growing the heap.
+pub const MAX_SESSIONS: usize = 4096;
+
 /// The MCP side of the API's state.
 pub struct McpState {
     /// Live MCP sessions, told when a reload changes their tools.
     pub hub: Arc<McpHub>,
     /// Ends every MCP session and stream when the server shuts down.
     pub shutdown: CancellationToken,
+    /// rmcp's sessions, counted before a new one is let in.
+    sessions: Arc<LocalSessionManager>,
 }
 
 impl McpState {
@@ -44,6 +51,7 @@ impl McpState {
         McpState {
             hub: McpHub::new(),
             shutdown: CancellationToken::new(),
+            sessions: Arc::new(LocalSessionManager::default()),
         }
     }
 }
@@ -64,7 +72,7 @@ pub fn service(host: Arc<WardenHost>, mcp: &McpState, max_body_bytes: usize) -> 
         .with_cancellation_token(mcp.shutdown.child_token());
     StreamableHttpService::new(
         move || Ok(WardenMcp::http(host.clone(), hub.clone())),
-        Arc::new(LocalSessionManager::default()),
+        mcp.sessions.clone(),
         config,
     )
 }
@@ -96,6 +104,19 @@ async fn serve(
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
+    let opens_session = request.method() == axum::http::Method::POST
+        && !request.headers().contains_key("mcp-session-id");
+    if opens_session && state.mcp.sessions.sessions.read().await.len() >= MAX_SESSIONS {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "this server holds {MAX_SESSIONS} MCP sessions, its most; end one with DELETE \
+                 (its Mcp-Session-Id), or wait for idle ones to close after 5 minutes"
+            ),
+        )
+        .into_response();
+    }
     request.extensions_mut().insert(caller);
     match service.call(request).await {
         Ok(response) => response.map(axum::body::Body::new),

@@ -190,7 +190,7 @@ fn shape_error(line: &[u8], error: &serde_json::Error) -> (ErrorData, Option<Req
 /// Serves `server` on this process's stdin and stdout until the client closes stdin or the
 /// serving loop ends.
 pub async fn serve(server: super::WardenMcp, max_bytes: usize) -> Result<(), String> {
-    let transport = LineTransport::new(tokio::io::stdin(), tokio::io::stdout(), max_bytes);
+    let transport = LineTransport::new(stdin(), stdout(), max_bytes);
     match rmcp::serve_server(server, transport).await {
         Ok(running) => {
             running
@@ -202,6 +202,37 @@ pub async fn serve(server: super::WardenMcp, max_bytes: usize) -> Result<(), Str
         // The client went away before it initialized: nothing was asked, nothing is owed.
         Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => Ok(()),
         Err(e) => Err(format!("the MCP connection failed before it started: {e}")),
+    }
+}
+
+/// A reader of stdin. A pipe (what an MCP client gives its server) is read by the runtime
+/// itself, non-blocking; `tokio::io::stdin` hands every read to a blocking thread and back,
+/// which the `mcp_stdio` bench measured at 40-70 µs a call. Anything else (a file, a terminal)
+/// falls back to it.
+fn stdin() -> Box<dyn AsyncRead + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok());
+    match pipe {
+        Some(pipe) => Box::new(pipe),
+        None => Box::new(tokio::io::stdin()),
+    }
+}
+
+/// A writer of stdout, a pipe written by the runtime itself when it is one (see [`stdin`]).
+fn stdout() -> Box<dyn AsyncWrite + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| tokio::net::unix::pipe::Sender::from_owned_fd(fd).ok());
+    match pipe {
+        Some(pipe) => Box::new(pipe),
+        None => Box::new(tokio::io::stdout()),
     }
 }
 
