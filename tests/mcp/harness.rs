@@ -866,15 +866,28 @@ impl Serve {
         text_of(&self.stderr)
     }
 
-    /// Its state line in `/proc/PID/status` (`Z (zombie)` once it died), for failure messages.
+    /// Its state line in `/proc/PID/status` (`Z (zombie)` once it died, with the wait status
+    /// from `/proc/PID/stat`), for failure messages.
     pub fn state(&self) -> String {
         let pid = self.child.as_ref().expect("still ours").id();
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
+        let state = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .unwrap_or_default()
             .lines()
             .find(|l| l.starts_with("State:"))
             .unwrap_or("State: unknown")
-            .to_string()
+            .to_string();
+        // The last field of /proc/PID/stat is the wait status: signal in the low 7 bits.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let status: i64 = stat
+            .split_whitespace()
+            .last()
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(-1);
+        format!(
+            "{state}, wait status {status} (signal {}, exit code {})",
+            status & 0x7f,
+            (status >> 8) & 0xff
+        )
     }
 
     /// Sends it `signal`.

@@ -363,52 +363,86 @@ fn a_session_in_the_url_must_be_the_tenants_and_agents() {
 #[test]
 fn a_reload_that_changes_the_tools_notifies_live_legacy_sessions_on_their_get_stream() {
     use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
     let site = Site::sqlite();
     let serve = site.serve();
     let session = legacy_session(&serve, "/mcp/helper", &site.acme.token);
-    // The session's GET stream, where the server sends what is not a response.
-    let mut stream = std::net::TcpStream::connect(serve.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
-        .unwrap();
-    write!(
-        stream,
-        "GET /mcp/helper HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n\
-         Accept: text/event-stream\r\nMcp-Session-Id: {session}\r\n\
-         MCP-Protocol-Version: 2025-06-18\r\n\r\n",
-        serve.addr.port(),
-        site.acme.token
-    )
-    .unwrap();
-    let mut seen = Vec::new();
-    let read_until = |seen: &mut Vec<u8>, stream: &mut std::net::TcpStream, needle: &str| {
-        let start = std::time::Instant::now();
-        let mut buf = [0u8; 8192];
-        while !String::from_utf8_lossy(seen).contains(needle) {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(30),
-                "no {needle:?} on the GET stream within 30 s; it says:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(seen),
+    // The session's GET stream, where the server sends what is not a response. The server may
+    // close it after its priming event (`retry:`); a client then reconnects, with the last
+    // event id it saw, and the server replays what it missed: so does this test.
+    let open = |last_event: Option<&str>| {
+        let mut stream = std::net::TcpStream::connect(serve.addr).unwrap_or_else(|e| {
+            std::thread::sleep(Duration::from_millis(500));
+            panic!(
+                "connecting for the GET stream: {e}; warden serve: {}; stderr:\n{}",
+                serve.state(),
                 serve.stderr()
-            );
-            match stream.read(&mut buf) {
-                Ok(0) => panic!(
-                    "the GET stream closed before {needle:?}:\n{}\nwarden serve: {}; stderr:\n{}",
-                    String::from_utf8_lossy(seen),
-                    serve.state(),
-                    serve.stderr()
-                ),
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-                Err(_) => {}
-            }
-        }
+            )
+        });
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let resume = last_event
+            .map(|id| format!("Last-Event-ID: {id}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "GET /mcp/helper HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n\
+             Accept: text/event-stream\r\nMcp-Session-Id: {session}\r\n\
+             MCP-Protocol-Version: 2025-06-18\r\n{resume}\r\n",
+            serve.addr.port(),
+            site.acme.token
+        )
+        .unwrap();
+        stream
     };
-    read_until(&mut seen, &mut stream, "\r\n\r\n");
-    let head = String::from_utf8_lossy(&seen).to_string();
-    assert!(head.starts_with("HTTP/1.1 200"), "the GET stream: {head}");
-    site.write_config(&site.config(r#""text-tools/*""#));
-    serve.signal(libc::SIGHUP);
-    read_until(&mut seen, &mut stream, "notifications/tools/list_changed");
+    let last_id = |text: &str| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("id:"))
+            .last()
+            .map(|id| id.trim().to_string())
+    };
+    let mut stream = open(None);
+    let mut seen = Vec::new();
+    let mut all = String::new();
+    let mut reconnects = 0;
+    let mut reloaded = false;
+    let start = Instant::now();
+    let mut buf = [0u8; 8192];
+    while !all.contains("notifications/tools/list_changed") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no list_changed on the GET stream within 30 s ({reconnects} reconnects); it \
+             said:\n{all}\nwarden serve: {}; stderr:\n{}",
+            serve.state(),
+            serve.stderr()
+        );
+        if !reloaded && String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+            let head = String::from_utf8_lossy(&seen).to_string();
+            assert!(head.starts_with("HTTP/1.1 200"), "the GET stream: {head}");
+            site.write_config(&site.config(r#""text-tools/*""#));
+            serve.signal(libc::SIGHUP);
+            reloaded = true;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                // Closed: reconnect after a moment, resuming after the last event seen.
+                reconnects += 1;
+                assert!(reconnects <= 20, "the GET stream keeps closing:\n{all}");
+                std::thread::sleep(Duration::from_millis(100));
+                let resume = last_id(&all);
+                stream = open(resume.as_deref());
+                if !reloaded {
+                    seen.clear();
+                }
+            }
+            Ok(n) => {
+                seen.extend_from_slice(&buf[..n]);
+                all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            Err(_) => {}
+        }
+    }
     // And tools/list now shows the new list.
     let listed = in_session(
         &serve,
