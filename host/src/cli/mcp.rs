@@ -98,6 +98,13 @@ pub(super) async fn run(args: McpArgs) -> Result<(), CallError> {
     };
     let tools = crate::mcp::tools::shown(&generation, &agent).len();
     drop(generation);
+    // Before the start line: a client that reads it may signal at once.
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| {
+        CallError::new(
+            ErrorKind::Internal,
+            format!("cannot listen for signals: {e}"),
+        )
+    })?;
     eprintln!(
         "warden mcp: agent {agent} (tenant {}), session {session} ({how}), {tools} tools",
         args.tenant
@@ -110,12 +117,6 @@ pub(super) async fn run(args: McpArgs) -> Result<(), CallError> {
     };
     let server = WardenMcp::fixed(host.clone(), hub.clone(), caller, session);
     let max_bytes = (args.max_message_kb * 1024) as usize;
-    let mut hangup = signal(SignalKind::hangup()).map_err(|e| {
-        CallError::new(
-            ErrorKind::Internal,
-            format!("cannot listen for signals: {e}"),
-        )
-    })?;
     let serving = crate::mcp::stdio::serve(server, max_bytes);
     tokio::pin!(serving);
     loop {

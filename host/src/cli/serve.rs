@@ -190,6 +190,17 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), CallError> {
         ..HostOptions::default()
     };
     let host = Arc::new(WardenHost::start(engine, Arc::new(config), &config_path, options).await?);
+    // Before the first line is printed: a supervisor that reads it may signal at once, and a
+    // SIGHUP with no handler yet would end the process.
+    let signal_error = |e: std::io::Error| {
+        CallError::new(
+            ErrorKind::Internal,
+            format!("cannot listen for signals: {e}"),
+        )
+    };
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
     let runner = Arc::new(AgentRunner::new(host.clone()));
     let state = Arc::new(ApiState::new(runner.clone()));
     let server = ApiServer::start(state.clone(), serve_options).await?;
@@ -206,15 +217,6 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), CallError> {
         eprintln!("resuming {resumed} interrupted task(s) from their journals");
     }
 
-    let signal_error = |e: std::io::Error| {
-        CallError::new(
-            ErrorKind::Internal,
-            format!("cannot listen for signals: {e}"),
-        )
-    };
-    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
