@@ -217,6 +217,15 @@ impl Generation {
         }
     }
 
+    /// The limits `agent`'s calls run with (the operator's overrides applied), if the agent
+    /// is configured and its limits are usable.
+    pub fn agent_limits(&self, agent: &str) -> Option<CallLimits> {
+        match &self.served {
+            Served::Configured { agents, .. } => agents.get(agent)?.limits.clone().ok(),
+            Served::File { limits } => limits.clone().ok(),
+        }
+    }
+
     /// The config this generation serves, if it serves one.
     pub fn config(&self) -> Option<&Arc<WardenConfig>> {
         match &self.served {

@@ -222,7 +222,68 @@ impl WardenMcp {
     }
 }
 
+/// The methods of MCP that rmcp parses itself: a request that reaches
+/// [`ServerHandler::on_custom_request`] with one of these names had params that did not fit.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "subscriptions/listen",
+    "tasks/get",
+    "tasks/update",
+    "tasks/cancel",
+];
+
 impl ServerHandler for WardenMcp {
+    async fn on_custom_request(
+        &self,
+        request: rmcp::model::CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CustomResult, ErrorData> {
+        let method = request.method.as_str();
+        if method == "tools/call" {
+            let why = match serde_json::from_value::<CallToolRequestParams>(
+                request.params.unwrap_or(serde_json::Value::Null),
+            ) {
+                Err(e) => e.to_string(),
+                Ok(_) => "they do not fit the method".to_string(),
+            };
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "the params of `tools/call` are not valid: {why}; they are \
+                     {{\"name\": TOOL, \"arguments\": {{...}}}}"
+                ),
+                None,
+            ));
+        }
+        if KNOWN_METHODS.contains(&method) {
+            return Err(ErrorData::invalid_params(
+                format!("the params of `{method}` are not valid"),
+                None,
+            ));
+        }
+        Err(ErrorData::new(
+            rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+            format!(
+                "there is no method `{}`; this server serves initialize, server/discover, ping, \
+                 tools/list and tools/call",
+                shown(method)
+            ),
+            None,
+        ))
+    }
+
     fn get_info(&self) -> InitializeResult {
         InitializeResult::new(
             ServerCapabilities::builder()
@@ -272,8 +333,11 @@ impl ServerHandler for WardenMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&context)?;
-        let (plugin, tool, structured) = {
+        let (plugin, tool, structured, limit_ms) = {
             let generation = self.host.generation();
+            let limit_ms = generation
+                .agent_limits(&caller.agent)
+                .map(|l| l.timeout_ms as f64);
             let listed = tools::listed(&generation, &caller.agent);
             let Some(found) = listed.iter().find(|l| l.tool.name == request.name) else {
                 return Err(ErrorData::invalid_params(
@@ -286,7 +350,12 @@ impl ServerHandler for WardenMcp {
                     None,
                 ));
             };
-            (found.plugin.clone(), found.name.clone(), found.structured)
+            (
+                found.plugin.clone(),
+                found.name.clone(),
+                found.structured,
+                limit_ms,
+            )
         };
         let session = self.session(&context, &caller).await?.to_string();
         let input = match &request.arguments {
@@ -306,8 +375,12 @@ impl ServerHandler for WardenMcp {
                 loop {
                     every.tick().await;
                     let ms = started.elapsed().as_millis() as f64;
-                    let note = ProgressNotificationParam::new(token.clone(), ms)
+                    let mut note = ProgressNotificationParam::new(token.clone(), ms)
                         .with_message(format!("{what} running for {:.1} s", ms / 1000.0));
+                    // The total is the time limit: progress is time, and a call ends by it.
+                    if let Some(total) = limit_ms {
+                        note = note.with_total(total);
+                    }
                     if peer.notify_progress(note).await.is_err() {
                         return;
                     }

@@ -11,7 +11,6 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
 
 use rmcp::model::{
     ClientJsonRpcMessage, ClientRequest, ErrorData, GetMeta, JsonRpcMessage, NumberOrString,
@@ -21,7 +20,7 @@ use rmcp::service::RoleServer;
 use rmcp::transport::Transport;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::Mutex;
+use tokio::sync::mpsc;
 
 /// The default limit on one incoming message, in KiB: the HTTP API's default body limit.
 pub const DEFAULT_MAX_MESSAGE_KB: u64 = 1024;
@@ -36,8 +35,12 @@ enum Line {
     Eof,
 }
 
+/// How many messages may wait for stdout before `send` waits: a client that stops reading
+/// slows the server down instead of growing its heap.
+const OUTBOX: usize = 256;
+
 /// The server's side of a stdio connection.
-pub struct LineTransport<R, W> {
+pub struct LineTransport<R> {
     read: BufReader<R>,
     line: Vec<u8>,
     max_bytes: usize,
@@ -47,23 +50,57 @@ pub struct LineTransport<R, W> {
     /// `initialize` or a stateless request has been passed on: rmcp's serving loop runs, and
     /// takes notifications and responses.
     started: bool,
-    write: Arc<Mutex<W>>,
+    /// Every line written goes through this queue to one writer task, in order: rmcp's
+    /// messages and this transport's own error replies, which are queued without waiting, so
+    /// that a `receive` future dropped after reading a bad line cannot lose its reply.
+    outbox: Option<mpsc::Sender<Vec<u8>>>,
+    writer: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl<R, W> LineTransport<R, W>
+impl<R> LineTransport<R>
 where
     R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send + 'static,
 {
     /// A transport reading messages of at most `max_bytes` from `read`, writing to `write`.
-    pub fn new(read: R, write: W, max_bytes: usize) -> Self {
+    /// Starts the writer task, so it is made inside the runtime.
+    pub fn new<W: AsyncWrite + Unpin + Send + 'static>(
+        read: R,
+        write: W,
+        max_bytes: usize,
+    ) -> Self {
+        let (outbox, queue) = mpsc::channel(OUTBOX);
         LineTransport {
             read: BufReader::with_capacity(64 * 1024, read),
             line: Vec::new(),
             max_bytes,
             discarding: false,
             started: false,
-            write: Arc::new(Mutex::new(write)),
+            outbox: Some(outbox),
+            writer: Some(tokio::spawn(write_lines(write, queue))),
+        }
+    }
+
+    /// Queues an error reply. A reply to a line whose id could not be read says `"id": null`,
+    /// as JSON-RPC requires (rmcp's type would leave the member out).
+    fn reply(&self, error: ErrorData, id: Option<RequestId>) {
+        let message = match id {
+            Some(id) => serde_json::to_vec(&ServerJsonRpcMessage::error(error, Some(id))),
+            None => serde_json::to_value(&error).and_then(|error| {
+                serde_json::to_vec(
+                    &serde_json::json!({"jsonrpc": "2.0", "id": null, "error": error}),
+                )
+            }),
+        };
+        let (Ok(mut line), Some(outbox)) = (message, &self.outbox) else {
+            return;
+        };
+        line.push(b'\n');
+        if let Err(mpsc::error::TrySendError::Full(line)) = outbox.try_send(line) {
+            // A client that does not read its answers: this one waits its turn on a task.
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                let _ = outbox.send(line).await;
+            });
         }
     }
 
@@ -100,7 +137,7 @@ where
     }
 
     /// The message in `self.line`, or the error reply it gets (sent here).
-    async fn parse(&mut self) -> Option<ClientJsonRpcMessage> {
+    fn parse(&mut self) -> Option<ClientJsonRpcMessage> {
         let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
         if line.iter().all(u8::is_ascii_whitespace) {
             return None;
@@ -118,7 +155,7 @@ where
             _ => shape_error(line, &error),
         };
         self.line.clear();
-        reply(&self.write, error, id).await;
+        self.reply(error, id);
         None
     }
 
@@ -236,30 +273,27 @@ fn stdout() -> Box<dyn AsyncWrite + Unpin + Send> {
     }
 }
 
-/// Sends an error reply.
-async fn reply<W: AsyncWrite + Unpin>(write: &Mutex<W>, error: ErrorData, id: Option<RequestId>) {
-    let message = ServerJsonRpcMessage::error(error, id);
-    if let Err(e) = write_message(write, &message).await {
-        tracing::debug!("could not answer an MCP client: {e}");
+/// The writer task: writes each queued line, flushing whenever the queue is empty, until
+/// every sender is gone or stdout fails.
+async fn write_lines<W: AsyncWrite + Unpin>(mut write: W, mut queue: mpsc::Receiver<Vec<u8>>) {
+    while let Some(line) = queue.recv().await {
+        if let Err(e) = write.write_all(&line).await {
+            tracing::debug!("writing stdout failed: {e}");
+            return;
+        }
+        if queue.is_empty()
+            && let Err(e) = write.flush().await
+        {
+            tracing::debug!("writing stdout failed: {e}");
+            return;
+        }
     }
+    let _ = write.flush().await;
 }
 
-/// Writes one message and its newline, and flushes.
-async fn write_message<W: AsyncWrite + Unpin>(
-    write: &Mutex<W>,
-    message: &ServerJsonRpcMessage,
-) -> io::Result<()> {
-    let mut bytes = serde_json::to_vec(message).map_err(io::Error::other)?;
-    bytes.push(b'\n');
-    let mut out = write.lock().await;
-    out.write_all(&bytes).await?;
-    out.flush().await
-}
-
-impl<R, W> Transport<RoleServer> for LineTransport<R, W>
+impl<R> Transport<RoleServer> for LineTransport<R>
 where
     R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send + 'static,
 {
     type Error = io::Error;
 
@@ -267,8 +301,21 @@ where
         &mut self,
         item: ServerJsonRpcMessage,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let write = self.write.clone();
-        async move { write_message(&write, &item).await }
+        let outbox = self.outbox.clone();
+        async move {
+            let mut line = serde_json::to_vec(&item).map_err(io::Error::other)?;
+            line.push(b'\n');
+            match outbox {
+                Some(outbox) => outbox
+                    .send(line)
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "stdout is closed")),
+                None => Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the transport is closed",
+                )),
+            }
+        }
     }
 
     async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
@@ -277,8 +324,7 @@ where
                 Ok(Line::Full) => {}
                 Ok(Line::Oversized) => {
                     let kb = self.max_bytes / 1024;
-                    reply(
-                        &self.write,
+                    self.reply(
                         ErrorData::invalid_request(
                             format!(
                                 "the message is larger than {kb} KiB and was skipped (raise \
@@ -287,8 +333,7 @@ where
                             None,
                         ),
                         None,
-                    )
-                    .await;
+                    );
                     continue;
                 }
                 Ok(Line::Eof) => return None,
@@ -297,7 +342,7 @@ where
                     return None;
                 }
             }
-            let message = self.parse().await;
+            let message = self.parse();
             self.line.clear();
             if let Some(message) = message
                 && self.admit(&message)
@@ -308,8 +353,16 @@ where
     }
 
     fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        let write = self.write.clone();
-        async move { write.lock().await.flush().await }
+        // What is queued is written before the process goes: the writer ends when the last
+        // sender (this one, and any send still in flight) is gone.
+        self.outbox = None;
+        let writer = self.writer.take();
+        async move {
+            if let Some(writer) = writer {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -357,6 +410,9 @@ mod tests {
             .collect();
         assert_eq!(codes, vec![-32700, -32600, -32600, -32602]);
         assert_eq!(replies[3]["id"], 3);
+        for reply in &replies[..3] {
+            assert_eq!(reply.get("id"), Some(&Value::Null), "{reply}");
+        }
         assert!(
             replies[2]["error"]["message"]
                 .as_str()
