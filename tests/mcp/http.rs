@@ -398,8 +398,8 @@ fn a_reload_that_changes_the_tools_notifies_live_legacy_sessions_on_their_get_st
     };
     let last_id = |text: &str| {
         text.lines()
-            .filter_map(|l| l.strip_prefix("id:"))
-            .last()
+            .rev()
+            .find_map(|l| l.strip_prefix("id:"))
             .map(|id| id.trim().to_string())
     };
     let mut stream = open(None);
