@@ -299,18 +299,23 @@ impl Drop for RunningTask {
 fn outcome_word(outcome: Result<(), ErrorKind>) -> &'static str {
     match outcome {
         Ok(()) => "ok",
-        Err(kind) => match kind {
-            ErrorKind::InvalidInput => "invalid_input",
-            ErrorKind::Denied => "denied",
-            ErrorKind::ToolFailed => "tool_failed",
-            ErrorKind::LimitExceeded(_) => "limit_exceeded",
-            ErrorKind::Unusable => "unusable",
-            ErrorKind::Config => "config",
-            ErrorKind::Internal => "internal",
-            ErrorKind::Busy => "busy",
-            ErrorKind::Interrupted => "interrupted",
-            ErrorKind::Cancelled => "cancelled",
-        },
+        Err(kind) => kind_word(kind),
+    }
+}
+
+/// An error kind as the HTTP API's `error.kind`, the metrics and MCP's `_meta` name it.
+pub fn kind_word(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidInput => "invalid_input",
+        ErrorKind::Denied => "denied",
+        ErrorKind::ToolFailed => "tool_failed",
+        ErrorKind::LimitExceeded(_) => "limit_exceeded",
+        ErrorKind::Unusable => "unusable",
+        ErrorKind::Config => "config",
+        ErrorKind::Internal => "internal",
+        ErrorKind::Busy => "busy",
+        ErrorKind::Interrupted => "interrupted",
+        ErrorKind::Cancelled => "cancelled",
     }
 }
 

@@ -146,29 +146,12 @@ pub fn failure(
     }
     let mut result = CallToolResult::error(vec![ContentBlock::text(error.to_string())]);
     let mut meta = meta(session, call_id);
-    meta.0
-        .insert(META_ERROR.into(), Value::from(kind_label(error.kind())));
+    meta.0.insert(
+        META_ERROR.into(),
+        Value::from(crate::metrics::kind_word(error.kind())),
+    );
     result.meta = Some(meta);
     Ok(result)
-}
-
-/// The label of a failed call's kind, as `_meta["warden/error"]` carries it: the HTTP API's
-/// `error.kind` words.
-pub fn kind_label(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidInput | ErrorKind::LimitExceeded(crate::error::Limit::Input) => {
-            "invalid_input"
-        }
-        ErrorKind::Denied => "denied",
-        ErrorKind::ToolFailed => "tool_failed",
-        ErrorKind::LimitExceeded(_) => "limit_exceeded",
-        ErrorKind::Unusable => "unusable",
-        ErrorKind::Config => "config",
-        ErrorKind::Internal => "internal",
-        ErrorKind::Busy => "busy",
-        ErrorKind::Interrupted => "interrupted",
-        ErrorKind::Cancelled => "cancelled",
-    }
 }
 
 #[cfg(test)]
@@ -218,7 +201,10 @@ mod tests {
         ] {
             let r = failure(&CallError::new(kind, "no"), "s", "c").unwrap();
             assert_eq!(r.is_error, Some(true));
-            assert_eq!(r.meta.unwrap().0[META_ERROR], kind_label(kind));
+            assert_eq!(
+                r.meta.unwrap().0[META_ERROR],
+                crate::metrics::kind_word(kind)
+            );
         }
     }
 }
