@@ -2,7 +2,7 @@
 //! (`/mcp/{agent}` in `warden serve`).
 //!
 //! The protocol is the official Rust SDK's (`rmcp`); this module is a thin adapter over the
-//! host service: `tools/list` is the agent's tools ([`tools::listed`]), and `tools/call` is one
+//! host service: `tools/list` is the agent's tools ([`tools::shown`]), and `tools/call` is one
 //! [`WardenHost::call_cancellable`] in the client's Warden session, with the agent's grants and
 //! limits, audited like every call. Who is calling is never taken from the client's messages:
 //! stdio runs as the tenant and agent it was started for, HTTP as the tenant whose bearer token
@@ -338,24 +338,18 @@ impl ServerHandler for WardenMcp {
             let limit_ms = generation
                 .agent_limits(&caller.agent)
                 .map(|l| l.timeout_ms as f64);
-            let listed = tools::listed(&generation, &caller.agent);
-            let Some(found) = listed.iter().find(|l| l.tool.name == request.name) else {
-                return Err(ErrorData::invalid_params(
-                    format!(
-                        "agent `{}` has no tool `{}`; tools/list lists its {} tools",
-                        caller.agent,
-                        shown(&request.name),
-                        listed.len()
-                    ),
-                    None,
-                ));
-            };
-            (
-                found.plugin.clone(),
-                found.name.clone(),
-                found.structured,
-                limit_ms,
-            )
+            let found =
+                tools::resolve(&generation, &caller.agent, &request.name).map_err(|count| {
+                    ErrorData::invalid_params(
+                        format!(
+                            "agent `{}` has no tool `{}`; tools/list lists its {count} tools",
+                            caller.agent,
+                            shown(&request.name),
+                        ),
+                        None,
+                    )
+                })?;
+            (found.plugin, found.name, found.structured, limit_ms)
         };
         let session = self.session(&context, &caller).await?.to_string();
         let input = match &request.arguments {

@@ -21,11 +21,9 @@ pub const META_CALL_ID: &str = "warden/call_id";
 /// The `_meta` key of a failed call's kind.
 pub const META_ERROR: &str = "warden/error";
 
-/// One tool an MCP client may call, and what it maps to.
+/// The tool a `tools/call` names, as the host service calls it.
 #[derive(Debug, Clone)]
-pub struct Listed {
-    /// What `tools/list` shows.
-    pub tool: Tool,
+pub struct Called {
     /// The plugin's name in the config.
     pub plugin: String,
     /// The tool's name in the plugin.
@@ -35,11 +33,36 @@ pub struct Listed {
     pub structured: bool,
 }
 
-/// The tools `agent` may call in `generation`, as MCP lists them, in plugin and tool order.
+/// The tool `agent` may call by the MCP name `name`, or, when there is none, how many tools
+/// `tools/list` shows it. Only names are compared: no schema is copied on the call path.
+pub fn resolve(generation: &Generation, agent: &str, name: &str) -> Result<Called, usize> {
+    let tools = generation.agent_tools(agent);
+    let (names, _) = ToolNames::assign(tools.iter().map(|t| (t.plugin, t.tool.name.as_str())));
+    let found = names.resolve(name).and_then(|(plugin, tool)| {
+        tools
+            .iter()
+            .find(|t| t.plugin == plugin && t.tool.name == tool)
+    });
+    match found {
+        Some(t) if takes_object(&t.tool.input_schema) => Ok(Called {
+            plugin: t.plugin.to_string(),
+            name: t.tool.name.clone(),
+            structured: t.tool.output_schema.as_ref().is_some_and(takes_object),
+        }),
+        _ => Err(tools
+            .iter()
+            .filter(|t| takes_object(&t.tool.input_schema))
+            .count()),
+    }
+}
+
+/// The tools `agent` may call in `generation`, as `tools/list` shows them, in plugin and tool
+/// order: also what a reload compares to decide whether to send
+/// `notifications/tools/list_changed`.
 ///
 /// A tool whose input schema does not describe an object cannot take MCP's `arguments` (an
 /// object), so it is left out, with a warning naming it.
-pub fn listed(generation: &Generation, agent: &str) -> Vec<Listed> {
+pub fn shown(generation: &Generation, agent: &str) -> Vec<Tool> {
     let tools = generation.agent_tools(agent);
     let (_, offered) = ToolNames::assign(tools.iter().map(|t| (t.plugin, t.tool.name.as_str())));
     let mut out = Vec::with_capacity(offered.len());
@@ -61,29 +84,14 @@ pub fn listed(generation: &Generation, agent: &str) -> Vec<Listed> {
             continue;
         };
         let output = spec.output_schema.as_ref().and_then(object_schema);
-        let structured = output.is_some();
         let mut tool = Tool::new(offer.model_name, spec.description.clone(), Arc::new(input))
             .with_title(format!("{}/{}", offer.plugin, offer.tool));
         if let Some(output) = output {
             tool = tool.with_raw_output_schema(Arc::new(output));
         }
-        out.push(Listed {
-            tool,
-            plugin: offer.plugin,
-            name: offer.tool,
-            structured,
-        });
+        out.push(tool);
     }
     out
-}
-
-/// What `tools/list` shows `agent`: what a reload compares to decide whether to send
-/// `notifications/tools/list_changed`.
-pub fn shown(generation: &Generation, agent: &str) -> Vec<Tool> {
-    listed(generation, agent)
-        .into_iter()
-        .map(|l| l.tool)
-        .collect()
 }
 
 /// `schema` as a JSON object schema MCP accepts: an object with `"type": "object"`, or with no
@@ -92,14 +100,23 @@ fn object_schema(schema: &Value) -> Option<JsonObject> {
     let Value::Object(map) = schema else {
         return None;
     };
-    match map.get("type") {
-        Some(Value::String(t)) if t == "object" => Some(map.clone()),
-        None => {
-            let mut map = map.clone();
-            map.insert("type".into(), Value::from("object"));
-            Some(map)
-        }
-        _ => None,
+    if !takes_object(schema) {
+        return None;
+    }
+    let mut map = map.clone();
+    map.entry("type").or_insert_with(|| Value::from("object"));
+    Some(map)
+}
+
+/// Whether `schema` is one [`object_schema`] passes on.
+fn takes_object(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => match map.get("type") {
+            Some(Value::String(t)) => t == "object",
+            None => true,
+            Some(_) => false,
+        },
+        _ => false,
     }
 }
 
