@@ -137,14 +137,9 @@ fn pick_agent(
     tenant: &str,
     asked: Option<&str>,
 ) -> Result<String, CallError> {
-    let agents: Vec<&String> = match config.tenants.get(tenant) {
-        Some(t) => t
-            .agents
-            .iter()
-            .filter(|a| config.agents.contains_key(*a))
-            .collect(),
-        None => config.agents.keys().collect(),
-    };
+    let agents: Vec<&String> = config
+        .tenant_agents(tenant)
+        .unwrap_or_else(|| config.agents.keys().collect());
     let listed = || {
         if agents.is_empty() {
             "(none)".to_string()

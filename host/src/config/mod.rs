@@ -101,6 +101,17 @@ const SECTIONS: &[&str] = &[
 ];
 
 impl WardenConfig {
+    /// The agents tenant `tenant` may use that the config defines, in its listed order;
+    /// `None` when there is no `[tenants.NAME]` of that name.
+    pub fn tenant_agents(&self, tenant: &str) -> Option<Vec<&String>> {
+        self.tenants.get(tenant).map(|t| {
+            t.agents
+                .iter()
+                .filter(|a| self.agents.contains_key(*a))
+                .collect()
+        })
+    }
+
     /// Reads, parses and checks the shape of the config at `path`; every problem is reported at
     /// once. What the capabilities check (a directory that must exist, an allowlist, an
     /// environment variable that must be set) is not checked here: load with

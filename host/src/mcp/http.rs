@@ -154,16 +154,11 @@ fn authorize(
         }
     }
     let agents: Vec<String> = config
-        .and_then(|c| {
-            c.tenants.get(&tenant).map(|t| {
-                t.agents
-                    .iter()
-                    .filter(|a| c.agents.contains_key(*a))
-                    .cloned()
-                    .collect()
-            })
-        })
-        .unwrap_or_default();
+        .and_then(|c| c.tenant_agents(&tenant))
+        .unwrap_or_default()
+        .into_iter()
+        .cloned()
+        .collect();
     let agent = match agent {
         Some(agent) if agents.contains(&agent) => agent,
         Some(agent) => {
