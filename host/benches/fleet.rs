@@ -385,7 +385,11 @@ fn postgres_cpu(db: &str) -> HashMap<u32, (bool, Duration)> {
         return out;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Some((name, cpu)) = proc_stat(&pid.to_string()) else {
@@ -419,12 +423,17 @@ fn postgres_cpu_delta(
     (db, all)
 }
 
-/// The bench database's counters at one moment: commits, rows inserted, the audit chain's head.
+/// The bench database's counters at one moment: commits, rows inserted, the audit chain's head,
+/// and the cluster's next transaction id and WAL position.
 #[derive(Clone, Copy)]
 struct DbCounters {
     commits: i64,
     inserted: i64,
     audit_head: i64,
+    /// Exact, unlike `pg_stat_database`, but cluster-wide: every writing transaction and every
+    /// writing savepoint takes one.
+    next_xid: i64,
+    wal_bytes: i64,
 }
 
 async fn db_counters(probe: &tokio_postgres::Client, db: &str) -> DbCounters {
@@ -436,13 +445,21 @@ async fn db_counters(probe: &tokio_postgres::Client, db: &str) -> DbCounters {
         .await
         .expect("read pg_stat_database");
     let head = probe
-        .query_one("SELECT COALESCE(MAX(seq), 0) FROM audit_log", &[])
+        .query_one(
+            "SELECT COALESCE(MAX(seq), 0), \
+                    pg_snapshot_xmax(pg_current_snapshot())::text::bigint, \
+                    (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint \
+             FROM audit_log",
+            &[],
+        )
         .await
-        .expect("read the audit log's head");
+        .expect("read the audit log's head, the next xid and the WAL position");
     DbCounters {
         commits: row.get(0),
         inserted: row.get(1),
         audit_head: head.get(0),
+        next_xid: head.get(1),
+        wal_bytes: head.get(2),
     }
 }
 
@@ -551,10 +568,7 @@ async fn run_level(
         .collect();
     let pids: Vec<String> = servers.iter().map(|s| s.pid().to_string()).collect();
     let read_cpu = || -> (Vec<Duration>, Duration) {
-        (
-            pids.iter().map(|p| cpu_time(p)).collect(),
-            cpu_time("self"),
-        )
+        (pids.iter().map(|p| cpu_time(p)).collect(), cpu_time("self"))
     };
 
     tokio::time::sleep_until(measured_from.into()).await;
@@ -612,14 +626,24 @@ fn row(run: &Run, one_host: Option<f64>) -> String {
     let calls = run.calls_between.max(1) as f64;
     let commits = (after.commits - before.commits) as f64 / calls;
     let inserted = (after.inserted - before.inserted) as f64 / calls;
-    let audit = (after.audit_head - before.audit_head) as f64 / calls;
+    let records = after.audit_head - before.audit_head;
+    let audit = records as f64 / calls;
+    // Each audit group commit takes one xid, and each record's savepoint one more (its
+    // INSERT writes); the other per-call transaction (the session read) writes nothing.
+    let audit_commits = (after.next_xid - before.next_xid) - records;
+    let per_commit = if audit_commits > 0 {
+        format!("{:.1}", records as f64 / audit_commits as f64)
+    } else {
+        "–".to_string()
+    };
+    let wal = (after.wal_bytes - before.wal_bytes) as f64 / calls;
     let conns: Vec<String> = run
         .connections_per_host
         .iter()
         .map(|c| c.to_string())
         .collect();
     format!(
-        "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {} ({}) | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} |",
+        "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {} ({}) | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {} |",
         run.hosts,
         run.connections,
         run.per_second,
@@ -634,6 +658,8 @@ fn row(run: &Run, one_host: Option<f64>) -> String {
         commits,
         inserted,
         audit,
+        per_commit,
+        wal,
         conns.join(" + "),
     )
 }
@@ -667,7 +693,9 @@ fn main() {
 
     let name = format!("warden_bench_fleet_{}", std::process::id());
     rt.block_on(async {
-        let admin = admin_connection(&admin_url).await.expect("the admin connection");
+        let admin = admin_connection(&admin_url)
+            .await
+            .expect("the admin connection");
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
@@ -724,13 +752,16 @@ fn main() {
          names {name}, \"PG all\" every postgres process (WAL writer, checkpointer, other \
          databases' load included). Commits and rows are pg_stat_database's, per call completed \
          between its readings (backends publish their counters up to ~1 s late); audit/call is \
-         the audit chain's growth per call; PG conns is pg_stat_activity mid-window, per host."
+         the audit chain's growth per call; records/commit is the audit records per group commit, \
+         from the cluster's xid counter (exact on an otherwise idle server); WAL B/call is the \
+         cluster's WAL growth per call; PG conns is pg_stat_activity mid-window, per host."
     );
     println!(
         "| hosts | conns | calls/s | vs 1 host | p50 ms | p99 ms | host CPU (total) | PG db CPU \
-         | PG all CPU | client CPU | commits/call | rows/call | audit/call | PG conns |"
+         | PG all CPU | client CPU | commits/call | rows/call | audit/call | records/commit \
+         | WAL B/call | PG conns |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut one_host: HashMap<usize, f64> = HashMap::new();
     for &count in &host_counts {
         while servers.len() < count {
