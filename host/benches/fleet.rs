@@ -487,6 +487,13 @@ async fn connections_per_host(
         .collect()
 }
 
+/// `/proc/loadavg`'s first three fields.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn percentile(sorted: &[u32], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -632,7 +639,11 @@ fn row(run: &Run, one_host: Option<f64>) -> String {
     // INSERT writes); the other per-call transaction (the session read) writes nothing.
     let audit_commits = (after.next_xid - before.next_xid) - records;
     let per_commit = if audit_commits > 0 {
-        format!("{:.1}", records as f64 / audit_commits as f64)
+        format!(
+            "{:.1} ({:.0}/s)",
+            records as f64 / audit_commits as f64,
+            audit_commits as f64 / wall
+        )
     } else {
         "–".to_string()
     };
@@ -643,7 +654,8 @@ fn row(run: &Run, one_host: Option<f64>) -> String {
         .map(|c| c.to_string())
         .collect();
     format!(
-        "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {} ({}) | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {} |",
+        "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {} ({}) | {} | {} | {} | {:.2} | {:.2} \
+         | {:.2} | {} | {:.0} | {} |",
         run.hosts,
         run.connections,
         run.per_second,
@@ -740,10 +752,12 @@ fn main() {
     };
 
     println!(
-        "warden serve ×{host_counts:?} on one PostgreSQL database ({name}; {} cores here; the \
-         load generator runs on one thread beside them), POST /v1/sessions/…/tools/text-tools/echo, \
-         connections round-robin over the hosts: {:.0} s warm-up, {:.0} s measured per run",
+        "warden serve ×{host_counts:?} on one PostgreSQL database ({name}; {} cores here, load \
+         average {}; the load generator runs on one thread beside them), \
+         POST /v1/sessions/…/tools/text-tools/echo, connections round-robin over the hosts: \
+         {:.0} s warm-up, {:.0} s measured per run",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average(),
         warmup.as_secs_f64(),
         window.as_secs_f64()
     );
@@ -752,9 +766,10 @@ fn main() {
          names {name}, \"PG all\" every postgres process (WAL writer, checkpointer, other \
          databases' load included). Commits and rows are pg_stat_database's, per call completed \
          between its readings (backends publish their counters up to ~1 s late); audit/call is \
-         the audit chain's growth per call; records/commit is the audit records per group commit, \
-         from the cluster's xid counter (exact on an otherwise idle server); WAL B/call is the \
-         cluster's WAL growth per call; PG conns is pg_stat_activity mid-window, per host."
+         the audit chain's growth per call; records/commit is the audit records per group commit \
+         (and group commits per second), from the cluster's xid counter (exact on an otherwise \
+         idle server); WAL B/call is the cluster's WAL growth per call; PG conns is \
+         pg_stat_activity mid-window, per host."
     );
     println!(
         "| hosts | conns | calls/s | vs 1 host | p50 ms | p99 ms | host CPU (total) | PG db CPU \
@@ -775,6 +790,8 @@ fn main() {
             println!("{}", row(&run, one_host.get(&connections).copied()));
         }
     }
+    // Other work on the machine skews every figure above; say how busy it was.
+    println!("load average at the end: {}", load_average());
     drop(bench);
     drop(servers);
     drop(rt);
