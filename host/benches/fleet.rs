@@ -544,6 +544,52 @@ struct Run {
     counters: (DbCounters, DbCounters),
     /// Each host's connections to the database, mid-window.
     connections_per_host: Vec<i64>,
+    lock: LockSamples,
+}
+
+/// What `pg_locks` showed of the audit chain's advisory lock, sampled through the window.
+#[derive(Default)]
+struct LockSamples {
+    samples: u64,
+    /// Samples in which some host held it.
+    held: u64,
+    /// Hosts waiting for it, summed over the samples.
+    waiting: u64,
+}
+
+/// How often the audit lock is sampled: often enough for a few hundred samples a window, rarely
+/// enough that the probe's queries stay a small fraction of the database's work.
+const LOCK_SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
+/// Samples the audit lock (`LOCK_AUDIT` in `host/src/state/postgres/mod.rs`, the only advisory
+/// lock a tool call takes) until `until`.
+async fn sample_audit_lock(bench: &Bench, until: Instant, into: &mut LockSamples) {
+    // pg_locks splits a bigint advisory key into classid (high half) and objid (low half).
+    const KEY: i64 = 0x5741_5244_0002;
+    let (class, obj) = (KEY >> 32, KEY & 0xffff_ffff);
+    loop {
+        let next = Instant::now() + LOCK_SAMPLE_EVERY;
+        if next > until {
+            break;
+        }
+        let row = bench
+            .probe
+            .query_one(
+                "SELECT count(*) FILTER (WHERE l.granted), count(*) FILTER (WHERE NOT l.granted) \
+                 FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+                 WHERE l.locktype = 'advisory' AND d.datname = $1 \
+                   AND l.classid::bigint = $2 AND l.objid::bigint = $3",
+                &[&bench.db, &class, &obj],
+            )
+            .await
+            .expect("read pg_locks");
+        let (held, waiting): (i64, i64) = (row.get(0), row.get(1));
+        into.samples += 1;
+        into.held += u64::from(held > 0);
+        into.waiting += waiting as u64;
+        tokio::time::sleep_until(next.into()).await;
+    }
+    tokio::time::sleep_until(until.into()).await;
 }
 
 struct Bench {
@@ -584,10 +630,10 @@ async fn run_level(
     let done_before = done.load(Ordering::Relaxed);
     let counters_before = db_counters(&bench.probe, &bench.db).await;
 
-    tokio::time::sleep_until((measured_from + bench.window / 2).into()).await;
+    let mut lock = LockSamples::default();
+    sample_audit_lock(bench, measured_from + bench.window / 2, &mut lock).await;
     let connections_per_host = connections_per_host(&bench.probe, &bench.db, servers).await;
-
-    tokio::time::sleep_until(end.into()).await;
+    sample_audit_lock(bench, end, &mut lock).await;
     let (hosts_after, client_after) = read_cpu();
     let pg_after = postgres_cpu(&bench.db);
     let counters_after = db_counters(&bench.probe, &bench.db).await;
@@ -617,6 +663,7 @@ async fn run_level(
         calls_between: done_after - done_before,
         counters: (counters_before, counters_after),
         connections_per_host,
+        lock,
     }
 }
 
@@ -648,6 +695,15 @@ fn row(run: &Run, one_host: Option<f64>) -> String {
         "–".to_string()
     };
     let wal = (after.wal_bytes - before.wal_bytes) as f64 / calls;
+    let lock = if run.lock.samples > 0 {
+        format!(
+            "{:.0}% / {:.2}",
+            100.0 * run.lock.held as f64 / run.lock.samples as f64,
+            run.lock.waiting as f64 / run.lock.samples as f64
+        )
+    } else {
+        "–".to_string()
+    };
     let conns: Vec<String> = run
         .connections_per_host
         .iter()
@@ -655,7 +711,7 @@ fn row(run: &Run, one_host: Option<f64>) -> String {
         .collect();
     format!(
         "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {} ({}) | {} | {} | {} | {:.2} | {:.2} \
-         | {:.2} | {} | {:.0} | {} |",
+         | {:.2} | {} | {:.0} | {} | {} |",
         run.hosts,
         run.connections,
         run.per_second,
@@ -672,6 +728,7 @@ fn row(run: &Run, one_host: Option<f64>) -> String {
         audit,
         per_commit,
         wal,
+        lock,
         conns.join(" + "),
     )
 }
@@ -768,15 +825,17 @@ fn main() {
          between its readings (backends publish their counters up to ~1 s late); audit/call is \
          the audit chain's growth per call; records/commit is the audit records per group commit \
          (and group commits per second), from the cluster's xid counter (exact on an otherwise \
-         idle server); WAL B/call is the cluster's WAL growth per call; PG conns is \
+         idle server); WAL B/call is the cluster's WAL growth per call; the audit lock \
+         column is the share of pg_locks samples (every 20 ms) in which a host held the audit \
+         chain's advisory lock, and the mean number of hosts waiting for it; PG conns is \
          pg_stat_activity mid-window, per host."
     );
     println!(
         "| hosts | conns | calls/s | vs 1 host | p50 ms | p99 ms | host CPU (total) | PG db CPU \
          | PG all CPU | client CPU | commits/call | rows/call | audit/call | records/commit \
-         | WAL B/call | PG conns |"
+         | WAL B/call | audit lock held / waiters | PG conns |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut one_host: HashMap<usize, f64> = HashMap::new();
     for &count in &host_counts {
         while servers.len() < count {
