@@ -33,7 +33,9 @@ use tokio::net::TcpStream;
 use tokio_postgres::NoTls;
 use wasmtime_wasi_http::io::TokioIo;
 
+/// The echo tool's input, and so its output.
 const INPUT: &str = r#"{"text":"hello from the load generator"}"#;
+/// The agent and tenant of the one config.
 const AGENT: &str = "bench";
 const TENANT: &str = "bench";
 /// The variable the shared config names in `[state] url_env`: one config file for every
@@ -105,6 +107,7 @@ impl Drop for Database {
     }
 }
 
+/// A plain tokio-postgres connection to `url`, its driver spawned on the current runtime.
 async fn admin_connection(url: &str) -> Result<tokio_postgres::Client, String> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
@@ -156,6 +159,7 @@ fn database_url(base: &str, db: &str, app: &str) -> String {
     url
 }
 
+/// The `warden` binary this bench was built with, with the shared compile cache.
 fn warden() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
     cmd.env("WARDEN_CACHE_DIR", cache_dir())
@@ -163,6 +167,7 @@ fn warden() -> Command {
     cmd
 }
 
+/// The compile cache the tests and benches share, so the hosts start warm.
 fn cache_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-cache"))
 }
@@ -252,6 +257,7 @@ struct Target {
     path: String,
 }
 
+/// A keep-alive HTTP/1.1 connection to `addr`.
 async fn connect(addr: &str) -> SendRequest<Full<Bytes>> {
     let stream = TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).expect("TCP_NODELAY");
@@ -371,6 +377,7 @@ fn proc_stat(pid: &str) -> Option<(String, Duration)> {
     ))
 }
 
+/// utime + stime of a process that must exist (a host, or `self`).
 fn cpu_time(pid: &str) -> Duration {
     proc_stat(pid)
         .unwrap_or_else(|| panic!("read /proc/{pid}/stat"))
@@ -436,6 +443,7 @@ struct DbCounters {
     wal_bytes: i64,
 }
 
+/// Reads [`DbCounters`] through the probe connection.
 async fn db_counters(probe: &tokio_postgres::Client, db: &str) -> DbCounters {
     let row = probe
         .query_one(
@@ -494,6 +502,7 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The `p` quantile of sorted nanosecond samples.
 fn percentile(sorted: &[u32], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -502,10 +511,12 @@ fn percentile(sorted: &[u32], p: f64) -> Duration {
     Duration::from_nanos(u64::from(sorted[rank - 1]))
 }
 
+/// `d` in milliseconds.
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// A duration in seconds from variable `name`, or `default`.
 fn env_secs(name: &str, default: f64) -> Duration {
     let secs = std::env::var(name)
         .ok()
@@ -514,6 +525,7 @@ fn env_secs(name: &str, default: f64) -> Duration {
     Duration::from_secs_f64(secs)
 }
 
+/// A comma-separated list of counts from variable `name`, or `default`.
 fn env_list(name: &str, default: &str) -> Vec<usize> {
     std::env::var(name)
         .unwrap_or_else(|_| default.into())
@@ -592,6 +604,7 @@ async fn sample_audit_lock(bench: &Bench, until: Instant, into: &mut LockSamples
     tokio::time::sleep_until(until.into()).await;
 }
 
+/// What every run shares: the database, the probe connection to it, the timings.
 struct Bench {
     db: String,
     probe: tokio_postgres::Client,
@@ -599,6 +612,7 @@ struct Bench {
     window: Duration,
 }
 
+/// One run: `connections` spread round-robin over `servers`, a warm-up, a measured window.
 async fn run_level(
     bench: &Bench,
     servers: &[Server],
