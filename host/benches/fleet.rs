@@ -16,7 +16,10 @@
 //!
 //! `cargo bench --bench fleet`; needs `WARDEN_TEST_POSTGRES_URL` (skipped, saying so, without).
 //! `FLEET_SECONDS` sets the window (10), `FLEET_WARMUP` the warm-up (2), `FLEET_LEVELS` the
-//! total connection counts (`16,64`), `FLEET_HOSTS` the host counts (`1,2,3`).
+//! total connection counts (`16,64`), `FLEET_HOSTS` the host counts (`1,2,3`), `FLEET_ROUNDS`
+//! the rounds (2: the first starts the hosts as it needs them and runs the host counts in
+//! ascending order, the second in descending order, so the machine's other load drifts over
+//! all of them alike; then the mean of each).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -759,6 +762,7 @@ fn main() {
     let warmup = env_secs("FLEET_WARMUP", 2.0);
     let window = env_secs("FLEET_SECONDS", 10.0);
     let levels = env_list("FLEET_LEVELS", "16,64");
+    let rounds = env_list("FLEET_ROUNDS", "2")[0].max(1);
     let mut host_counts = env_list("FLEET_HOSTS", "1,2,3");
     host_counts.sort_unstable();
     host_counts.dedup();
@@ -845,22 +849,72 @@ fn main() {
          pg_stat_activity mid-window, per host."
     );
     println!(
-        "| hosts | conns | calls/s | vs 1 host | p50 ms | p99 ms | host CPU (total) | PG db CPU \
-         | PG all CPU | client CPU | commits/call | rows/call | audit/call | records/commit \
-         | WAL B/call | audit lock held / waiters | PG conns |"
+        "| round | hosts | conns | calls/s | vs 1 host | p50 ms | p99 ms | host CPU (total) \
+         | PG db CPU | PG all CPU | client CPU | commits/call | rows/call | audit/call \
+         | records/commit | WAL B/call | audit lock held / waiters | PG conns |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut one_host: HashMap<usize, f64> = HashMap::new();
-    for &count in &host_counts {
-        while servers.len() < count {
-            add_host(&mut servers, &mut targets);
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    // calls/s by (hosts, connections), one entry per round.
+    let mut rates: HashMap<(usize, usize), Vec<f64>> = HashMap::new();
+    for round in 1..=rounds {
+        // The rounds alternate ascending and descending host counts, so that a drift in the
+        // machine's other load hits every host count alike over two rounds.
+        let mut order = host_counts.clone();
+        if round % 2 == 0 {
+            order.reverse();
         }
-        for &connections in &levels {
-            let run = rt.block_on(run_level(&bench, &servers, &targets, connections));
-            if run.hosts == 1 {
-                one_host.insert(connections, run.per_second);
+        let mut runs = Vec::new();
+        for &count in &order {
+            // Hosts join as the first round needs them; later rounds use the first `count`
+            // (the others stay up, idle, with their pooled connections).
+            while servers.len() < count {
+                add_host(&mut servers, &mut targets);
             }
-            println!("{}", row(&run, one_host.get(&connections).copied()));
+            for &connections in &levels {
+                runs.push(rt.block_on(run_level(
+                    &bench,
+                    &servers[..count],
+                    &targets[..count],
+                    connections,
+                )));
+            }
+        }
+        // Printed once the round is over: a descending round runs one host last.
+        let one_host: HashMap<usize, f64> = runs
+            .iter()
+            .filter(|r| r.hosts == 1)
+            .map(|r| (r.connections, r.per_second))
+            .collect();
+        runs.sort_by_key(|r| (r.hosts, r.connections));
+        for run in &runs {
+            println!(
+                "| {round} {}",
+                row(run, one_host.get(&run.connections).copied())
+            );
+            rates
+                .entry((run.hosts, run.connections))
+                .or_default()
+                .push(run.per_second);
+        }
+    }
+    if rounds > 1 {
+        println!("mean over the {rounds} rounds:");
+        println!("| hosts | conns | calls/s (each round) | mean | mean vs 1 host |");
+        println!("|---|---|---|---|---|");
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        for &count in &host_counts {
+            for &connections in &levels {
+                let each = &rates[&(count, connections)];
+                let ratio = rates.get(&(1, connections)).map_or("–".to_string(), |one| {
+                    format!("{:.2}×", mean(each) / mean(one))
+                });
+                let each: Vec<String> = each.iter().map(|r| format!("{r:.0}")).collect();
+                println!(
+                    "| {count} | {connections} | {} | {:.0} | {ratio} |",
+                    each.join(" · "),
+                    mean(&rates[&(count, connections)])
+                );
+            }
         }
     }
     // Other work on the machine skews every figure above; say how busy it was.
