@@ -111,8 +111,21 @@ async fn commit_batch(
         Some(row) => (row.get(0), row.get(1)),
         None => (0, GENESIS.to_string()),
     };
+    // The whole batch in one statement: the lock every host waits for is held for a few round
+    // trips, not three per record. A record the database refuses (a trigger, a constraint)
+    // fails the statement; then each goes in its own savepoint, so that one fails alone.
+    let chained = chain(batch, seq, &prev);
+    tx.batch_execute("SAVEPOINT batch").await?;
+    match insert_all(&tx, &chained).await {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT batch").await?;
+            tx.commit().await?;
+            return Ok(chained.iter().map(|r| Ok(r.seq)).collect());
+        }
+        Err(_) => tx.batch_execute("ROLLBACK TO SAVEPOINT batch").await?,
+    }
     let insert = tx
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "INSERT INTO audit_log ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .await?;
@@ -159,6 +172,61 @@ async fn commit_batch(
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// The batch's records chained after `(seq, prev)`, each sealed in turn.
+fn chain(batch: &[PendingAppend], mut seq: i64, prev: &str) -> Vec<AuditRecord> {
+    let mut prev = prev.to_string();
+    batch
+        .iter()
+        .map(|pending| {
+            let mut r = pending.record.clone();
+            seq += 1;
+            r.seq = seq;
+            r.prev_hash = std::mem::take(&mut prev);
+            r.hash = (pending.seal)(&r);
+            prev = r.hash.clone();
+            r
+        })
+        .collect()
+}
+
+/// Inserts `records` with one statement, a column array each.
+async fn insert_all(
+    tx: &deadpool_postgres::Transaction<'_>,
+    records: &[AuditRecord],
+) -> Result<(), tokio_postgres::Error> {
+    let column = |f: fn(&AuditRecord) -> &str| records.iter().map(f).collect::<Vec<&str>>();
+    let seqs: Vec<i64> = records.iter().map(|r| r.seq).collect();
+    let ats: Vec<i64> = records.iter().map(|r| r.at_ms).collect();
+    let insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO audit_log ({COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::bigint[], \
+             $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+             $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])"
+        ))
+        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &seqs,
+            &ats,
+            &column(|r| &r.tenant),
+            &column(|r| &r.agent),
+            &column(|r| &r.session),
+            &column(|r| &r.plugin),
+            &column(|r| &r.tool),
+            &column(|r| &r.call_id),
+            &column(|r| &r.capability),
+            &column(|r| &r.target),
+            &column(|r| &r.outcome),
+            &column(|r| &r.detail),
+            &column(|r| &r.prev_hash),
+            &column(|r| &r.hash),
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 impl PgStore {
