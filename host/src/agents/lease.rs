@@ -17,8 +17,19 @@ const MAX_WAIT_POLL: Duration = Duration::from_secs(1);
 
 /// A lease held for one task, renewed until it is released or dropped.
 pub struct HeldLease {
+    check: LeaseCheck,
+    /// Set when the store failed a write of this task: the task should be handed over, not
+    /// left for a person to resume.
+    store_failed: AtomicBool,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+/// What a task needs to tell whether its lease is still its own, cheap to clone into each of
+/// its tool calls: see [`LeaseCheck::ensure_live`].
+#[derive(Clone)]
+pub struct LeaseCheck {
     store: Arc<dyn AgentStore>,
-    tenant: String,
+    tenant: Arc<str>,
     lease: Lease,
     ttl: Duration,
     lost: Arc<AtomicBool>,
@@ -26,10 +37,6 @@ pub struct HeldLease {
     /// last granted request was sent, plus the term. The clock runs on while the process is
     /// stopped, so a process that was paused past its lease sees it here.
     live_until: Arc<Mutex<Instant>>,
-    /// Set when the store failed a write of this task: the task should be handed over, not
-    /// left for a person to resume.
-    store_failed: AtomicBool,
-    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 impl HeldLease {
@@ -76,12 +83,14 @@ impl HeldLease {
             live_until.clone(),
         ));
         Ok(HeldLease {
-            store,
-            tenant: tenant.to_string(),
-            lease,
-            ttl,
-            lost,
-            live_until,
+            check: LeaseCheck {
+                store,
+                tenant: Arc::from(tenant),
+                lease,
+                ttl,
+                lost,
+                live_until,
+            },
             store_failed: AtomicBool::new(false),
             heartbeat,
         })
@@ -89,17 +98,68 @@ impl HeldLease {
 
     /// The lease, for its fencing token.
     pub fn lease(&self) -> &Lease {
-        &self.lease
+        &self.check.lease
     }
 
     /// Whether a renewal was refused because another holder took the session over.
     pub fn lost(&self) -> bool {
-        self.lost.load(Ordering::Acquire)
+        self.check.lost()
+    }
+
+    /// A handle for checking the lease from elsewhere (each tool call, just before it starts).
+    pub fn check(&self) -> LeaseCheck {
+        self.check.clone()
     }
 
     /// Renews the lease now, as a write refused because the lease lapsed does before it tries
     /// again: a lapsed lease that nobody took over is still this holder's, and one that was
     /// taken over stays lost.
+    pub async fn renew_now(&self) -> Result<(), StoreError> {
+        self.check.renew_now().await
+    }
+
+    /// See [`LeaseCheck::ensure_live`].
+    pub async fn ensure_live(&self) -> Result<(), StoreError> {
+        self.check.ensure_live().await
+    }
+
+    /// Records that the store failed one of this task's writes (it was down, say).
+    pub fn note_store_failure(&self) {
+        self.store_failed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`HeldLease::note_store_failure`] was called: the task stopped for the store's
+    /// sake, and any host may resume it once the store answers again.
+    pub fn store_failed(&self) -> bool {
+        self.store_failed.load(Ordering::Acquire)
+    }
+
+    /// Stops renewing and gives the lease up, so the next task need not wait for it to lapse.
+    pub async fn release(self) {
+        self.heartbeat.abort();
+        let LeaseCheck {
+            store,
+            tenant,
+            lease,
+            ..
+        } = &self.check;
+        if let Err(e) = store.release_lease(tenant, lease).await {
+            // It lapses on its own; the next holder waits at most one term.
+            tracing::warn!(
+                "could not release the lease of session {}: {e}",
+                lease.session
+            );
+        }
+    }
+}
+
+impl LeaseCheck {
+    /// Whether a renewal was refused because another holder took the session over.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    /// Renews the lease now; a refusal as `Fenced` marks it lost.
     pub async fn renew_now(&self) -> Result<(), StoreError> {
         let sent = Instant::now();
         match self
@@ -120,21 +180,11 @@ impl HeldLease {
         }
     }
 
-    /// Records that the store failed one of this task's writes (it was down, say).
-    pub fn note_store_failure(&self) {
-        self.store_failed.store(true, Ordering::Release);
-    }
-
-    /// Whether [`HeldLease::note_store_failure`] was called: the task stopped for the store's
-    /// sake, and any host may resume it once the store answers again.
-    pub fn store_failed(&self) -> bool {
-        self.store_failed.load(Ordering::Acquire)
-    }
-
     /// Makes sure the lease is live before work whose effects the journal cannot fence starts
     /// (a tool call): with less than a third of its term left by this process's clock (a
     /// heartbeat came late: the process was paused or starved), it is renewed first. An error
     /// means the work must not start; [`StoreError::Fenced`] means another holder took over.
+    /// The common case reads a clock and a lock, and does no I/O.
     pub async fn ensure_live(&self) -> Result<(), StoreError> {
         if self.lost() {
             return Err(StoreError::Fenced {
@@ -147,18 +197,6 @@ impl HeldLease {
             return Ok(());
         }
         self.renew_now().await
-    }
-
-    /// Stops renewing and gives the lease up, so the next task need not wait for it to lapse.
-    pub async fn release(self) {
-        self.heartbeat.abort();
-        if let Err(e) = self.store.release_lease(&self.tenant, &self.lease).await {
-            // It lapses on its own; the next holder waits at most one term.
-            tracing::warn!(
-                "could not release the lease of session {}: {e}",
-                self.lease.session
-            );
-        }
     }
 }
 

@@ -697,19 +697,26 @@ impl AgentRunner {
             });
             let host = self.host.clone();
             let sender = sender.clone();
+            let check = lease.check();
             let request = (
                 agent.tenant.clone(),
                 agent.name.clone(),
                 session.to_string(),
             );
             running.push(tokio::spawn(async move {
+                // Again right before this call: the process may have been paused since the
+                // batch's check, and a paused holder must not start what the new one runs.
+                if let Err(e) = check.ensure_live().await {
+                    let _ = sender.send((call_id, call, Err(e)));
+                    return;
+                }
                 let started = Instant::now();
                 let outcome = run_one(&host, request, &call_id, &call).await;
                 let outcome = ToolOutcome {
                     elapsed_ms: started.elapsed().as_millis() as u64,
                     ..outcome
                 };
-                let _ = sender.send((call_id, call, outcome));
+                let _ = sender.send((call_id, call, Ok(outcome)));
             }));
         }
         drop(sender);
@@ -719,6 +726,26 @@ impl AgentRunner {
             }
         };
         while let Some((call_id, call, outcome)) = results.recv().await {
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    abort_all(&running);
+                    if lease.lost() {
+                        return Err(lost_lease(session));
+                    }
+                    if transient(&e) {
+                        lease.note_store_failure();
+                    }
+                    return Err(CallError::new(
+                        ErrorKind::Interrupted,
+                        format!(
+                            "the session's lease could not be renewed before tool call {call_id} \
+                             ({e}); the task is kept up to its last committed step and resumes \
+                             from there"
+                        ),
+                    ));
+                }
+            };
             events(&AgentEvent::ToolFinished {
                 call_id: call_id.clone(),
                 name: call.name.clone(),
