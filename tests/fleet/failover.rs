@@ -55,9 +55,10 @@ fn wait_in_flight(
         }
         assert!(
             start.elapsed() < deadline,
-            "no call was in flight on {host} within {} s; the ledger: {:#?}\n{}",
+            "no call was in flight on {host} within {} s; the ledger: {:#?}\nthe journal: {:#?}\n{}",
             deadline.as_secs(),
-            read_executions(ledger).unwrap_or_default(),
+            read_executions(ledger),
+            read_journal(ledger).map(|j| j.into_iter().rev().take(10).collect::<Vec<_>>()),
             tails(&hosts.iter().collect::<Vec<_>>())
         );
         std::thread::sleep(Duration::from_millis(30));
