@@ -101,7 +101,11 @@ fn a_host_whose_config_differs_names_the_keys_and_one_that_agrees_says_nothing()
         .filter_map(|l| l.split(DIFFERS).nth(1))
         .filter_map(|rest| rest.split("'s at:").next())
         .collect();
-    assert_eq!(ids.len(), 2, "one line per other host, each naming it: {lines:#?}");
+    assert_eq!(
+        ids.len(),
+        2,
+        "one line per other host, each naming it: {lines:#?}"
+    );
 
     // Differing configs are reported, not refused: the odd host serves.
     let api = third.api(&fleet.token);

@@ -87,10 +87,7 @@ fn recovery(db: &str, held: &BTreeSet<String>, at_ms: i64) -> (Option<i64>, usiz
             *first = (*first).min(e.recorded_at_ms);
         }
     }
-    (
-        firsts.values().map(|t| t - at_ms).max(),
-        firsts.len(),
-    )
+    (firsts.values().map(|t| t - at_ms).max(), firsts.len())
 }
 
 #[test]
@@ -138,12 +135,7 @@ fn three_hosts_finish_every_task_when_one_is_killed_and_another_paused_past_its_
 
     // Then stop the second one while one of its calls runs, past its lease, and continue it.
     std::thread::sleep(Duration::from_millis(200));
-    let paused_call = wait_in_flight(
-        &db.url,
-        &names[1],
-        Duration::from_secs(30),
-        &mut hosts[1..],
-    );
+    let paused_call = wait_in_flight(&db.url, &names[1], Duration::from_secs(30), &mut hosts[1..]);
     let held_by_paused = sessions_held_by(&db.url, hosts[1].pid);
     hosts[1].stop();
     let t_stop = now_ms();
@@ -230,10 +222,7 @@ fn three_hosts_finish_every_task_when_one_is_killed_and_another_paused_past_its_
     let mut disk = Vec::new();
     for h in &hosts {
         let files = files_under(&h.workdir);
-        let stray: Vec<_> = files
-            .iter()
-            .filter(|p| !p.starts_with("cache"))
-            .collect();
+        let stray: Vec<_> = files.iter().filter(|p| !p.starts_with("cache")).collect();
         assert!(
             stray.is_empty(),
             "host {} wrote outside its compile cache, in {}: {stray:?}",

@@ -734,7 +734,10 @@ impl Host {
     pub fn tail(&self, n: usize) -> String {
         let lines = self.stderr_lines();
         let skip = lines.len().saturating_sub(n);
-        let mut out = format!("--- {} (pid {}) stderr, last {n} lines ---\n", self.name, self.pid);
+        let mut out = format!(
+            "--- {} (pid {}) stderr, last {n} lines ---\n",
+            self.name, self.pid
+        );
         for (_, l) in &lines[skip..] {
             out.push_str(l);
             out.push('\n');
@@ -827,7 +830,11 @@ fn join_lines(lines: &Lines) -> String {
 
 /// The stderr tails of `hosts`, for failure messages.
 pub fn tails(hosts: &[&Host]) -> String {
-    hosts.iter().map(|h| h.tail(30)).collect::<Vec<_>>().join("")
+    hosts
+        .iter()
+        .map(|h| h.tail(30))
+        .collect::<Vec<_>>()
+        .join("")
 }
 
 /// A response.
@@ -878,7 +885,10 @@ impl Api {
 
     fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Resp {
         let url = format!("{}{path}", self.base);
-        let described = format!("{method} {url} {}", body.map(|b| b.to_string()).unwrap_or_default());
+        let described = format!(
+            "{method} {url} {}",
+            body.map(|b| b.to_string()).unwrap_or_default()
+        );
         let mut request = self
             .client
             .request(method, &url)
@@ -1259,8 +1269,7 @@ pub fn check_runs(
     hosts: &[&Host],
 ) -> Checked {
     let journal = read_journal(db_url).unwrap_or_else(|e| panic!("read the journal: {e}"));
-    let executions =
-        read_executions(ledger_url).unwrap_or_else(|e| panic!("read the ledger: {e}"));
+    let executions = read_executions(ledger_url).unwrap_or_else(|e| panic!("read the ledger: {e}"));
     let ctx = || tails(hosts);
     let mut problems: Vec<String> = Vec::new();
 
@@ -1336,7 +1345,9 @@ pub fn check_runs(
     let mut duplicates = Vec::new();
     for (id, runs) in &by_call {
         if !calls.contains_key(*id) {
-            problems.push(format!("call {id} ran ({runs:?}) but is not in the journal"));
+            problems.push(format!(
+                "call {id} ran ({runs:?}) but is not in the journal"
+            ));
             continue;
         }
         let result_at = results

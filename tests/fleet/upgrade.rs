@@ -68,7 +68,10 @@ fn a_rolling_upgrade_migrates_while_old_hosts_serve_and_a_new_old_host_refuses()
     let old = Host::start_all(&[fleet.host("old-1"), fleet.host("old-2")]);
     let old_apis: Vec<Api> = old.iter().map(|h| h.api(&fleet.token)).collect();
     let before = schema_version(&db.url);
-    assert!(before > 0, "the N hosts migrated the database (warden_schema)");
+    assert!(
+        before > 0,
+        "the N hosts migrated the database (warden_schema)"
+    );
     run_tasks(
         &[(&old_apis[0], "old-1"), (&old_apis[1], "old-2")],
         0,
@@ -89,7 +92,11 @@ fn a_rolling_upgrade_migrates_while_old_hosts_serve_and_a_new_old_host_refuses()
     );
 
     // The N hosts keep serving: a task started and finished on each after the migration.
-    run_tasks(&[(&old_apis[0], "old-1"), (&old_apis[1], "old-2")], 10, &all);
+    run_tasks(
+        &[(&old_apis[0], "old-1"), (&old_apis[1], "old-2")],
+        10,
+        &all,
+    );
     // N+1 serves too.
     let next_api = next.api(&fleet.token);
     run_tasks(&[(&next_api, "next")], 20, &all);
