@@ -102,6 +102,7 @@ conformance!(
     a_released_lease_is_free_at_once_and_tokens_keep_growing,
     concurrent_acquires_let_exactly_one_win,
     lease_requests_out_of_bounds_are_refused,
+    only_running_sessions_without_a_live_lease_are_orphans,
 );
 
 const T: &str = "acme";
@@ -1155,6 +1156,56 @@ async fn a_released_lease_is_free_at_once_and_tokens_keep_growing(s: Store) {
     ));
 }
 
+async fn only_running_sessions_without_a_live_lease_are_orphans(s: Store) {
+    let running = |tenant: &'static str| {
+        let s = s.clone();
+        async move {
+            let session = s.create_session(tenant, "researcher").await.unwrap();
+            s.set_session_status(tenant, session.id, SessionStatus::Running)
+                .await
+                .unwrap();
+            session.id
+        }
+    };
+    let held = running(T).await;
+    s.acquire_lease(T, held, "host-a", TTL).await.unwrap();
+    let lapsed = running(T).await;
+    s.acquire_lease(T, lapsed, "host-a", SHORT).await.unwrap();
+    let released = running(T).await;
+    let lease = s.acquire_lease(T, released, "host-a", TTL).await.unwrap();
+    assert!(s.release_lease(T, &lease).await.unwrap());
+    let never_leased = running(T).await;
+    let elsewhere = running(OTHER).await;
+    let idle = s.create_session(T, "researcher").await.unwrap();
+    let interrupted = s.create_session(T, "researcher").await.unwrap();
+    s.set_session_status(T, interrupted.id, SessionStatus::Interrupted)
+        .await
+        .unwrap();
+    tokio::time::sleep(LAPSE).await;
+
+    let found = s.orphaned_sessions(100).await.unwrap();
+    let ids: std::collections::BTreeSet<SessionId> = found.iter().map(|o| o.session).collect();
+    let expected: std::collections::BTreeSet<SessionId> =
+        [lapsed, released, never_leased, elsewhere].into();
+    assert_eq!(ids, expected, "orphans: {found:?}");
+    assert!(!ids.contains(&held) && !ids.contains(&idle.id));
+    let other = found.iter().find(|o| o.session == elsewhere).unwrap();
+    assert_eq!(other.tenant, OTHER);
+    assert_eq!(s.orphaned_sessions(2).await.unwrap().len(), 2);
+
+    // Taken over again, a session is no orphan.
+    s.acquire_lease(T, lapsed, "host-b", TTL).await.unwrap();
+    let after: Vec<SessionId> = s
+        .orphaned_sessions(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.session)
+        .collect();
+    assert!(!after.contains(&lapsed), "{after:?}");
+    assert_eq!(after.len(), 3);
+}
+
 async fn concurrent_acquires_let_exactly_one_win(s: Store) {
     let session = s.create_session(T, "researcher").await.unwrap();
     let racers: Vec<_> = (0..RACERS)
@@ -1280,6 +1331,7 @@ async fn postgres_a_second_handle_sees_committed_state_and_the_lease() {
 /// Undoes migration 4 (the usage table) and the ones after it, with their records, as a store
 /// written before migration 4 had.
 const BEFORE_MIGRATION_4: &str = "DROP TABLE agent_memory_usage; DROP INDEX audit_log_tenant; \
+     DROP INDEX IF EXISTS agent_sessions_running; DROP TABLE IF EXISTS warden_hosts; \
      DELETE FROM warden_schema WHERE version >= 4;";
 
 /// Writes entries, takes the store back to before migration 4 with `undo`, reopens it, and

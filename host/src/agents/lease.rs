@@ -3,9 +3,9 @@
 //! does not rest on the heartbeat: every journal append names the lease's fencing token, so a
 //! holder that lost the lease cannot write another step whatever its timers believe.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::state::StoreError;
 use crate::state::agents::AgentStore;
@@ -22,6 +22,13 @@ pub struct HeldLease {
     lease: Lease,
     ttl: Duration,
     lost: Arc<AtomicBool>,
+    /// Until when the lease is surely ours by this process's monotonic clock: the instant the
+    /// last granted request was sent, plus the term. The clock runs on while the process is
+    /// stopped, so a process that was paused past its lease sees it here.
+    live_until: Arc<Mutex<Instant>>,
+    /// Set when the store failed a write of this task: the task should be handed over, not
+    /// left for a person to resume.
+    store_failed: AtomicBool,
     heartbeat: tokio::task::JoinHandle<()>,
 }
 
@@ -39,9 +46,10 @@ impl HeldLease {
         on_wait: &(dyn Fn(&str, u64) + Send + Sync),
     ) -> Result<HeldLease, StoreError> {
         let mut told = None;
-        let lease = loop {
+        let (lease, sent) = loop {
+            let sent = Instant::now();
             match store.acquire_lease(tenant, session, holder, ttl).await {
-                Ok(lease) => break lease,
+                Ok(lease) => break (lease, sent),
                 Err(StoreError::LeaseHeld {
                     holder: other,
                     until_ms,
@@ -58,12 +66,14 @@ impl HeldLease {
             }
         };
         let lost = Arc::new(AtomicBool::new(false));
+        let live_until = Arc::new(Mutex::new(sent + ttl));
         let heartbeat = tokio::spawn(heartbeat(
             store.clone(),
             tenant.to_string(),
             lease.clone(),
             ttl,
             lost.clone(),
+            live_until.clone(),
         ));
         Ok(HeldLease {
             store,
@@ -71,6 +81,8 @@ impl HeldLease {
             lease,
             ttl,
             lost,
+            live_until,
+            store_failed: AtomicBool::new(false),
             heartbeat,
         })
     }
@@ -89,12 +101,16 @@ impl HeldLease {
     /// again: a lapsed lease that nobody took over is still this holder's, and one that was
     /// taken over stays lost.
     pub async fn renew_now(&self) -> Result<(), StoreError> {
+        let sent = Instant::now();
         match self
             .store
             .renew_lease(&self.tenant, &self.lease, self.ttl)
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                extend(&self.live_until, sent + self.ttl);
+                Ok(())
+            }
             Err(e) => {
                 if matches!(e, StoreError::Fenced { .. }) {
                     self.lost.store(true, Ordering::Release);
@@ -102,6 +118,35 @@ impl HeldLease {
                 Err(e)
             }
         }
+    }
+
+    /// Records that the store failed one of this task's writes (it was down, say).
+    pub fn note_store_failure(&self) {
+        self.store_failed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`HeldLease::note_store_failure`] was called: the task stopped for the store's
+    /// sake, and any host may resume it once the store answers again.
+    pub fn store_failed(&self) -> bool {
+        self.store_failed.load(Ordering::Acquire)
+    }
+
+    /// Makes sure the lease is live before work whose effects the journal cannot fence starts
+    /// (a tool call): with less than a third of its term left by this process's clock (a
+    /// heartbeat came late: the process was paused or starved), it is renewed first. An error
+    /// means the work must not start; [`StoreError::Fenced`] means another holder took over.
+    pub async fn ensure_live(&self) -> Result<(), StoreError> {
+        if self.lost() {
+            return Err(StoreError::Fenced {
+                token: self.lease.token.0,
+                current: None,
+            });
+        }
+        let left = lock(&self.live_until).saturating_duration_since(Instant::now());
+        if left >= self.ttl / 3 {
+            return Ok(());
+        }
+        self.renew_now().await
     }
 
     /// Stops renewing and gives the lease up, so the next task need not wait for it to lapse.
@@ -132,12 +177,14 @@ async fn heartbeat(
     lease: Lease,
     ttl: Duration,
     lost: Arc<AtomicBool>,
+    live_until: Arc<Mutex<Instant>>,
 ) {
     let beat = ttl / 3;
     loop {
         tokio::time::sleep(beat).await;
+        let sent = Instant::now();
         match store.renew_lease(&tenant, &lease, ttl).await {
-            Ok(_) => {}
+            Ok(_) => extend(&live_until, sent + ttl),
             Err(StoreError::Fenced { .. }) => {
                 lost.store(true, Ordering::Release);
                 tracing::warn!(
@@ -148,5 +195,86 @@ async fn heartbeat(
             }
             Err(e) => tracing::warn!("session {}: renewing the lease failed: {e}", lease.session),
         }
+    }
+}
+
+/// Moves `live_until` forward to `to` (never back: a slow renewal that returns after a quicker
+/// one must not shorten it).
+fn extend(live_until: &Mutex<Instant>, to: Instant) {
+    let mut until = lock(live_until);
+    if to > *until {
+        *until = to;
+    }
+}
+
+fn lock(m: &Mutex<Instant>) -> std::sync::MutexGuard<'_, Instant> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{StateStore, StateUrl};
+
+    async fn store() -> (Arc<dyn AgentStore>, SessionId, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = StateUrl::Sqlite(dir.path().join("state.db"));
+        let store = StateStore::open(&url).await.unwrap().agent_state();
+        let session = store.create_session("t", "a").await.unwrap().id;
+        (store, session, dir)
+    }
+
+    async fn hold(store: &Arc<dyn AgentStore>, session: SessionId, ttl: Duration) -> HeldLease {
+        HeldLease::acquire(
+            store.clone(),
+            "t",
+            session,
+            "host-a",
+            ttl,
+            false,
+            &|_, _| {},
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_lease_past_its_term_by_the_local_clock_is_refused_once_taken_over() {
+        let (store, session, _dir) = store().await;
+        let ttl = Duration::from_millis(300);
+        let held = hold(&store, session, ttl).await;
+        assert!(held.ensure_live().await.is_ok());
+        // A paused process: its heartbeat does not run, and its lease lapses.
+        held.heartbeat.abort();
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        store
+            .acquire_lease("t", session, "host-b", Duration::from_secs(60))
+            .await
+            .unwrap();
+        // Nothing told this holder: only the local clock says the term ran out.
+        assert!(!held.lost());
+        let refused = held.ensure_live().await;
+        assert!(
+            matches!(refused, Err(StoreError::Fenced { .. })),
+            "{refused:?}"
+        );
+        assert!(held.lost());
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_lease_nobody_took_is_renewed_before_work() {
+        let (store, session, _dir) = store().await;
+        let ttl = Duration::from_millis(300);
+        let held = hold(&store, session, ttl).await;
+        held.heartbeat.abort();
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        let before = store.current_lease("t", session).await.unwrap().unwrap();
+        assert!(held.ensure_live().await.is_ok());
+        let after = store.current_lease("t", session).await.unwrap().unwrap();
+        assert_eq!(after.token, held.lease().token);
+        assert!(
+            after.expires_at_ms > before.expires_at_ms,
+            "{before:?} {after:?}"
+        );
     }
 }

@@ -149,6 +149,12 @@ impl AgentRunner {
         self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// This runner's holder id (`host:pid:random`); each lease it takes names it, followed by
+    /// a part of its own.
+    pub fn holder_id(&self) -> &str {
+        &self.holder
+    }
+
     /// The host service this runner runs tasks on.
     pub fn host(&self) -> &Arc<WardenHost> {
         &self.host
@@ -267,6 +273,15 @@ impl AgentRunner {
             }
         };
         let Some(last) = view.last_task().filter(|t| t.end.is_none()) else {
+            // Acquiring marked it `running`; nothing runs, so say so, or a rescuer would keep
+            // finding it abandoned.
+            if let Err(e) = agent
+                .store
+                .set_session_status(tenant, session, SessionStatus::Idle)
+                .await
+            {
+                tracing::warn!("session {session}: could not record its status `idle`: {e}");
+            }
             lease.release().await;
             return Err(CallError::invalid_input(format!(
                 "session {session} has no unfinished task to resume"
@@ -406,6 +421,10 @@ impl AgentRunner {
         let outcome = self.steps(&held, &mut view).await;
         let status = match &outcome {
             Ok(_) => SessionStatus::Idle,
+            // Handed over: left `running` with its lease released, so another host's rescuer
+            // (or this host's next start) resumes it at once.
+            // So is a task the store failed (a restart of PostgreSQL): its rescuer retries.
+            Err(_) if self.is_draining() || lease.store_failed() => SessionStatus::Running,
             Err(_) => SessionStatus::Interrupted,
         };
         // Best effort: a session left `running` by a failed store reads as interrupted once
@@ -647,6 +666,23 @@ impl AgentRunner {
             lease,
             events,
         } = *held;
+        // A process paused past its lease must not start a tool call the new holder also
+        // runs: the journal would fence its result, but not the call's effects.
+        lease.ensure_live().await.map_err(|e| match e {
+            StoreError::Fenced { .. } => lost_lease(session),
+            other => {
+                if transient(&other) {
+                    lease.note_store_failure();
+                }
+                CallError::new(
+                    ErrorKind::Interrupted,
+                    format!(
+                        "the session's lease could not be renewed before its tool calls ({other}); \
+                     the task is kept up to its last committed step and resumes from there"
+                    ),
+                )
+            }
+        })?;
         let (sender, mut results) = tokio::sync::mpsc::unbounded_channel();
         let mut running = Vec::new();
         for (call_id, call) in calls {
@@ -919,14 +955,19 @@ async fn append(
     }
     written.map_err(|e| match e {
         StoreError::Fenced { .. } | StoreError::Conflict { .. } => lost_lease(session),
-        other => CallError::new(
-            ErrorKind::Interrupted,
-            format!(
-                "the journal could not be written ({other}); the task is kept up to its last \
+        other => {
+            if transient(&other) {
+                lease.note_store_failure();
+            }
+            CallError::new(
+                ErrorKind::Interrupted,
+                format!(
+                    "the journal could not be written ({other}); the task is kept up to its last \
                  committed step and can be resumed with `warden agent resume --session \
                  {session}`"
-            ),
-        ),
+                ),
+            )
+        }
     })?;
     let now = crate::state::now_ms();
     let committed: Vec<JournalEntry> = entries
@@ -944,6 +985,15 @@ async fn append(
         .collect();
     view.extend(&committed)
         .map_err(|e| CallError::new(ErrorKind::Internal, e.to_string()))
+}
+
+/// Whether a store failure may pass by itself (the store was down or busy), so a later try of
+/// the same write could succeed.
+fn transient(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Unavailable(_) | StoreError::Database(_) | StoreError::Busy(_)
+    )
 }
 
 /// Reads the session's whole journal, a page at a time.

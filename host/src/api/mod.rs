@@ -10,6 +10,7 @@ mod audit;
 mod catalog;
 pub mod error;
 mod health;
+mod rescue;
 mod server;
 mod sessions;
 mod tasks;
@@ -27,6 +28,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use rescue::spawn_rescuer;
 pub use server::{ApiServer, ServeOptions};
 pub use tasks::{TaskBoard, resume_interrupted};
 

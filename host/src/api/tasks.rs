@@ -86,7 +86,7 @@ pub struct TaskBoard {
 }
 
 /// One task's events as this process saw them.
-struct TaskRun {
+pub(super) struct TaskRun {
     tenant: String,
     session: SessionId,
     state: Mutex<RunState>,
@@ -200,20 +200,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// What a task does: a new one, or the session's unfinished one resumed.
-enum Work {
+pub(super) enum Work {
     Run(TaskRequest),
-    Resume { tenant: String, session: SessionId },
+    /// Resume the session's unfinished task; `wait` for a live lease to lapse, or give up at
+    /// once (a rescuer that lost the race to another host).
+    Resume {
+        tenant: String,
+        session: SessionId,
+        wait: bool,
+    },
 }
 
 /// Starts `work` in its own tokio task and returns its run once it has a task id, or the
 /// error that stopped it before (a busy session, a refused input).
-async fn launch(state: &Arc<ApiState>, work: Work) -> Result<(Uuid, Arc<TaskRun>), CallError> {
+pub(super) async fn launch(
+    state: &Arc<ApiState>,
+    work: Work,
+) -> Result<(Uuid, Arc<TaskRun>), CallError> {
     let (tenant, session) = match &work {
         Work::Run(request) => (
             request.tenant.clone(),
             request.session.expect("runs start in a session"),
         ),
-        Work::Resume { tenant, session } => (tenant.clone(), *session),
+        Work::Resume {
+            tenant, session, ..
+        } => (tenant.clone(), *session),
     };
     let run = Arc::new(TaskRun {
         tenant: tenant.clone(),
@@ -257,10 +268,14 @@ async fn launch(state: &Arc<ApiState>, work: Work) -> Result<(Uuid, Arc<TaskRun>
         let _running = crate::metrics::running_task();
         let result = match work {
             Work::Run(request) => task_state.runner.run(request, &sink).await,
-            Work::Resume { tenant, session } => {
+            Work::Resume {
+                tenant,
+                session,
+                wait,
+            } => {
                 task_state
                     .runner
-                    .resume(&tenant, session, true, &sink)
+                    .resume(&tenant, session, wait, &sink)
                     .await
             }
         };
@@ -528,6 +543,7 @@ pub async fn resume_interrupted(state: &Arc<ApiState>, tenants: &[String]) -> us
                 let work = Work::Resume {
                     tenant: tenant.clone(),
                     session: session.id,
+                    wait: true,
                 };
                 // The lease of a process that died stays until it lapses; the resume waits
                 // for it in its own task, so start-up does not.

@@ -5,6 +5,7 @@ mod agent;
 mod audit;
 mod call;
 mod config;
+mod fleet;
 mod inspect;
 mod list;
 mod mcp;

@@ -62,6 +62,22 @@ impl ConfigSource {
         }
     }
 
+    /// The config's text as it stands now, for the fleet's config fingerprint.
+    pub(super) fn text(&self) -> Result<String, CallError> {
+        match self {
+            ConfigSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
+                CallError::new(
+                    ErrorKind::Config,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            }),
+            ConfigSource::Embedded { dir, token_file } => {
+                let token = read_or_make_token(token_file)?;
+                Ok(embedded_config(dir, &token_digest(&token)))
+            }
+        }
+    }
+
     /// The config, checked as every command checks it, and the path messages name.
     pub(super) fn load(&self) -> Result<(WardenConfig, PathBuf), CallError> {
         match self {
@@ -212,19 +228,33 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), CallError> {
         .config()
         .map(|c| c.tenants.keys().cloned().collect())
         .unwrap_or_default();
+    let membership = super::fleet::Membership::join(
+        &host,
+        &source,
+        runner.holder_id(),
+        &server.local_addr().to_string(),
+    )
+    .await;
     let resumed = crate::api::resume_interrupted(&state, &tenants).await;
     if resumed > 0 {
         eprintln!("resuming {resumed} interrupted task(s) from their journals");
     }
+    let rescuer = crate::api::spawn_rescuer(state.clone());
 
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => reload(&host, &source, &state.mcp.hub).await,
+            _ = hangup.recv() => {
+                reload(&host, &source, &state.mcp.hub).await;
+                if let Some(m) = &membership {
+                    m.reloaded(&host, &source).await;
+                }
+            }
         }
     }
     runner.drain();
+    rescuer.abort();
     let running = state.tasks.running();
     if running > 0 {
         eprintln!(
@@ -242,6 +272,9 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), CallError> {
     // MCP clients hold streams open; ending their sessions lets the connections close.
     state.mcp.shutdown.cancel();
     server.shutdown(CLOSE_GRACE).await;
+    if let Some(m) = membership {
+        m.leave().await;
+    }
     eprintln!("stopped");
     Ok(())
 }

@@ -162,6 +162,18 @@ fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
             ),
         );
     }
+    if let Some(ms) = config.state.rescue_interval_ms
+        && !super::model::RESCUE_INTERVAL_MS_RANGE.contains(&ms)
+    {
+        p.add(
+            "state.rescue_interval_ms",
+            format!(
+                "is {ms}; abandoned tasks are looked for every {} to {} milliseconds",
+                super::model::RESCUE_INTERVAL_MS_RANGE.start(),
+                super::model::RESCUE_INTERVAL_MS_RANGE.end()
+            ),
+        );
+    }
     for (name, plugin) in &config.plugins {
         let key = format!("plugins.{name}");
         // Whether the file is there is not checked here but by `warden config check` (see

@@ -10,6 +10,7 @@
 //! cross-references (a grant naming a source, a fallback naming an alias).
 
 mod check;
+pub mod fingerprint;
 pub mod grants;
 pub mod memory;
 mod model;

@@ -30,6 +30,9 @@ pub struct StateConfig {
     /// How long a session's lease lasts without a heartbeat, in milliseconds: how soon a task
     /// whose host died can be resumed elsewhere.
     pub session_lease_ms: Option<u64>,
+    /// How often `warden serve` looks for tasks that no host is running (their host died, or
+    /// drained) to resume them, in milliseconds.
+    pub rescue_interval_ms: Option<u64>,
 }
 
 /// A session's lease lasts this long without a heartbeat unless `[state] session_lease_ms`
@@ -40,7 +43,26 @@ pub const DEFAULT_SESSION_LEASE_MS: u64 = 15_000;
 /// shorter lease would lapse under ordinary scheduling delays.
 pub const SESSION_LEASE_MS_RANGE: std::ops::RangeInclusive<u64> = 500..=600_000;
 
+/// `warden serve` looks for abandoned tasks this often unless `[state] rescue_interval_ms`
+/// says otherwise; a task whose host died resumes within a lease plus this.
+pub const DEFAULT_RESCUE_INTERVAL_MS: u64 = 2_000;
+
+/// The range `[state] rescue_interval_ms` may take: each scan is one indexed query per host.
+pub const RESCUE_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=60_000;
+
 impl StateConfig {
+    /// How often abandoned tasks are looked for.
+    pub fn rescue_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.rescue_interval_ms
+                .unwrap_or(DEFAULT_RESCUE_INTERVAL_MS)
+                .clamp(
+                    *RESCUE_INTERVAL_MS_RANGE.start(),
+                    *RESCUE_INTERVAL_MS_RANGE.end(),
+                ),
+        )
+    }
+
     /// The session lease's length.
     pub fn session_lease(&self) -> std::time::Duration {
         std::time::Duration::from_millis(
@@ -126,6 +148,7 @@ impl Default for StateConfig {
             audit_key_env: None,
             audit_key_file: None,
             session_lease_ms: None,
+            rescue_interval_ms: None,
         }
     }
 }

@@ -93,6 +93,14 @@ impl AuditKey {
         Ok(None)
     }
 
+    /// A short digest that tells two keys apart without revealing either: the MAC of a fixed
+    /// text. Hosts of one fleet must share the key, and compare this to check.
+    pub fn fingerprint(&self) -> String {
+        let mut mac = self.mac();
+        mac.update(b"warden audit key fingerprint");
+        hex::encode(&mac.finalize().into_bytes()[..8])
+    }
+
     fn mac(&self) -> HmacSha256 {
         <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length")
     }

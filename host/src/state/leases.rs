@@ -76,6 +76,24 @@ pub trait SessionLeases: Send + Sync {
         tenant: &str,
         session: SessionId,
     ) -> Result<Option<Lease>, StoreError>;
+
+    /// Sessions of any tenant whose status is `running` while no holder's lease on them is
+    /// live (it lapsed, or a draining host released it): tasks that no host is running, for a
+    /// rescuer to resume. Least recently updated first, at most `limit` (capped at
+    /// [`MAX_ORPHANS`]).
+    async fn orphaned_sessions(&self, limit: u32) -> Result<Vec<Orphan>, StoreError>;
+}
+
+/// The most sessions one [`SessionLeases::orphaned_sessions`] call returns.
+pub const MAX_ORPHANS: u32 = 1000;
+
+/// A session left `running` with no live lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    /// Its tenant.
+    pub tenant: String,
+    /// The session.
+    pub session: SessionId,
 }
 
 /// Refuses a holder id or TTL the store would not grant, and returns the TTL in milliseconds.

@@ -9,6 +9,7 @@
 //! quota arithmetic in [`crate::models::quota`].
 
 pub mod agents;
+pub mod hosts;
 pub mod journal;
 pub mod leases;
 pub mod memory;

@@ -19,7 +19,9 @@ use super::PgStore;
 use super::audit::bound_locks;
 use crate::state::StoreError;
 use crate::state::journal::{self, EncodedStep, JournalEntry, NewStep, SessionJournal};
-use crate::state::leases::{self, FencingToken, Lease, LeaseRow, SessionLeases};
+use crate::state::leases::{
+    self, FencingToken, Lease, LeaseRow, MAX_ORPHANS, Orphan, SessionLeases,
+};
 use crate::state::memory::{
     self, MemoryEntry, MemoryLimits, MemoryPage, MemoryStore, MemoryUsage, Namespace, Writer,
 };
@@ -395,6 +397,34 @@ pub(crate) async fn current_lease(
         token: FencingToken(u(row.try_get(1)?)),
         expires_at_ms: u(row.try_get(2)?),
     }))
+}
+
+/// Sessions left `running` with no live lease, least recently updated first, by the server's
+/// clock.
+pub(crate) async fn orphaned_sessions(
+    client: &tokio_postgres::Client,
+    limit: u32,
+) -> Result<Vec<Orphan>, StoreError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT s.tenant, s.id FROM agent_sessions s
+                 LEFT JOIN agent_leases l ON l.session_id = s.id
+                 WHERE s.status = 'running' AND (l.holder IS NULL OR l.expires_at_ms <= {NOW_MS})
+                 ORDER BY s.updated_at_ms, s.id LIMIT $1"
+            ),
+            &[&i64::from(limit.min(MAX_ORPHANS))],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get(1)?;
+            Ok(Orphan {
+                tenant: row.try_get(0)?,
+                session: id.parse()?,
+            })
+        })
+        .collect()
 }
 
 /// Appends steps under a fencing token at the expected position.
@@ -872,6 +902,11 @@ impl SessionLeases for PgStore {
         session: SessionId,
     ) -> Result<Option<Lease>, StoreError> {
         in_transaction!(self, |tx| current_lease(&tx, tenant, session))
+    }
+
+    async fn orphaned_sessions(&self, limit: u32) -> Result<Vec<Orphan>, StoreError> {
+        let client = self.connection().await?;
+        orphaned_sessions(&client, limit).await
     }
 }
 

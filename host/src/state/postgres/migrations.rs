@@ -1,7 +1,27 @@
 //! The PostgreSQL schema, one numbered migration at a time. Append new migrations; never edit
 //! one that has shipped.
 
+use std::sync::OnceLock;
+
 use crate::state::Migration;
+
+/// Migrations a build of Warden adds after [`MIGRATIONS`] (see [`ship_more`]).
+static MORE: OnceLock<&'static [Migration]> = OnceLock::new();
+
+/// Makes this process a build that ships `more` migrations after the built-in ones: how a newer
+/// Warden is made from this library (the rolling-upgrade test's "version N+1",
+/// `examples/warden_next.rs`). Call it before any store opens; it returns false if some were
+/// shipped already. Versions must continue the built-in ones.
+pub fn ship_more(more: &'static [Migration]) -> bool {
+    MORE.set(more).is_ok()
+}
+
+/// The migrations this process applies: the built-in ones and any it ships more of.
+pub fn all() -> Vec<Migration> {
+    let mut all = MIGRATIONS.to_vec();
+    all.extend_from_slice(MORE.get().copied().unwrap_or_default());
+    all
+}
 
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[
@@ -79,5 +99,16 @@ CREATE INDEX quota_reservations_by_expiry ON quota_reservations (expires_at_ms);
         version: 5,
         name: "audit records by tenant, for the HTTP API's audit listing",
         sql: "CREATE INDEX IF NOT EXISTS audit_log_tenant ON audit_log (tenant, seq);",
+    },
+    Migration {
+        version: 6,
+        name: "running sessions, for the rescuer that resumes tasks no host holds",
+        sql: "CREATE INDEX IF NOT EXISTS agent_sessions_running ON agent_sessions (updated_at_ms) \
+              WHERE status = 'running';",
+    },
+    Migration {
+        version: 7,
+        name: "the hosts of a fleet, with their config fingerprints",
+        sql: super::hosts::MIGRATION_SQL,
     },
 ];

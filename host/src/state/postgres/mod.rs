@@ -5,6 +5,7 @@
 
 mod agents;
 mod audit;
+pub(crate) mod hosts;
 pub mod migrations;
 mod quota;
 
@@ -37,7 +38,7 @@ impl PgStore {
     /// Connects to `url`, applies the migrations it lacks, and keeps a pool.
     pub async fn open(url: &str) -> Result<PgStore, StoreError> {
         let (config, location) = parse(url)?;
-        migrate_at(&config, &location, migrations::MIGRATIONS).await?;
+        migrate_at(&config, &location, &migrations::all()).await?;
         Self::with_pool(config, location)
     }
 
@@ -56,7 +57,7 @@ impl PgStore {
                 runtime.block_on(migrate_at(
                     &migrate_config,
                     &migrate_location,
-                    migrations::MIGRATIONS,
+                    &migrations::all(),
                 ))
             })
             .join()

@@ -12,7 +12,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use crate::state::journal::{self, EncodedStep, JournalEntry, NewStep, SessionJournal};
-use crate::state::leases::{self, FencingToken, Lease, LeaseRow, SessionLeases};
+use crate::state::leases::{
+    self, FencingToken, Lease, LeaseRow, MAX_ORPHANS, Orphan, SessionLeases,
+};
 use crate::state::memory::{
     self, MemoryEntry, MemoryLimits, MemoryPage, MemoryStore, MemoryUsage, Namespace, Writer,
 };
@@ -391,6 +393,29 @@ pub(crate) fn current_lease(
             expires_at_ms: row.expires_at_ms,
         })
     }))
+}
+
+/// Sessions left `running` with no live lease, least recently updated first.
+pub(crate) fn orphaned_sessions(conn: &Connection, limit: u32) -> Result<Vec<Orphan>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT s.tenant, s.id FROM agent_sessions s
+         LEFT JOIN agent_leases l ON l.session_id = s.id
+         WHERE s.status = 'running' AND (l.holder IS NULL OR l.expires_at_ms <= ?1)
+         ORDER BY s.updated_at_ms, s.id LIMIT ?2",
+    )?;
+    let rows = statement.query_map(
+        rusqlite::params![now_ms() as i64, limit.min(MAX_ORPHANS)],
+        |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+    )?;
+    let mut found = Vec::new();
+    for row in rows {
+        let (tenant, id) = row?;
+        found.push(Orphan {
+            tenant,
+            session: id.parse()?,
+        });
+    }
+    Ok(found)
 }
 
 /// Appends steps under a fencing token at the expected position.
@@ -853,6 +878,10 @@ impl SessionLeases for SqliteStore {
         let tenant = tenant.to_string();
         self.read(move |conn| current_lease(conn, &tenant, session))
             .await
+    }
+
+    async fn orphaned_sessions(&self, limit: u32) -> Result<Vec<Orphan>, StoreError> {
+        self.read(move |conn| orphaned_sessions(conn, limit)).await
     }
 }
 

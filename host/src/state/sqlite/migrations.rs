@@ -77,4 +77,10 @@ CREATE INDEX quota_reservations_by_expiry ON quota_reservations (expires_at_ms);
         name: "audit records by tenant, for the HTTP API's audit listing",
         sql: "CREATE INDEX IF NOT EXISTS audit_log_tenant ON audit_log (tenant, seq);",
     },
+    Migration {
+        version: 6,
+        name: "running sessions, for the rescuer that resumes tasks no host holds",
+        sql: "CREATE INDEX IF NOT EXISTS agent_sessions_running ON agent_sessions (updated_at_ms) \
+              WHERE status = 'running';",
+    },
 ];
