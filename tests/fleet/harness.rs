@@ -804,8 +804,18 @@ impl Host {
     }
 }
 
+/// Where each host's whole stderr is kept after the test (its tail goes in failure messages).
+pub fn log_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fleet-logs")
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
+        let _ = std::fs::create_dir_all(log_dir());
+        let _ = std::fs::write(
+            log_dir().join(format!("{}.stderr", self.name)),
+            self.stderr(),
+        );
         if let Some(mut child) = self.child.take() {
             if self.stopped {
                 // SAFETY: as in `signal`; a stopped process still dies of SIGKILL, this only
@@ -830,11 +840,16 @@ fn join_lines(lines: &Lines) -> String {
 
 /// The stderr tails of `hosts`, for failure messages.
 pub fn tails(hosts: &[&Host]) -> String {
-    hosts
+    let mut out = hosts
         .iter()
         .map(|h| h.tail(30))
         .collect::<Vec<_>>()
-        .join("")
+        .join("");
+    out.push_str(&format!(
+        "(each host's whole stderr is written to {}/NAME.stderr when it is dropped)\n",
+        log_dir().display()
+    ));
+    out
 }
 
 /// A response.
@@ -1013,8 +1028,10 @@ pub fn wait_all(
                         .unwrap_or_default()
                         .into_iter()
                         .find(|l| l.session == t.session);
+                    let status = api.task(&t.session, &t.task).json()["status"].clone();
                     format!(
-                        "task {} (#{}, sent to {}) of session {}: journal {journal:?}, lease {lease:?}",
+                        "task {} (#{}, sent to {}) of session {}: status {status}, journal \
+                         {journal:?}, lease {lease:?}",
                         t.task, t.n, t.host, t.session
                     )
                 })
