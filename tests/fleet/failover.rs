@@ -28,8 +28,14 @@ pub fn report(text: &str) {
     let _ = err.flush();
 }
 
+/// The model turn a ledger label (`t{task}-{turn}-{call}`) belongs to.
+fn turn_of(label: &str) -> Option<usize> {
+    label.split('-').nth(1)?.parse().ok()
+}
+
 /// Waits (at most `deadline`) until the ledger shows an execution on `host` that has not
-/// finished; returns it.
+/// finished, of a second or later turn (so its task has journaled results already, which must
+/// not run again); returns it.
 fn wait_in_flight(
     ledger: &str,
     host: &str,
@@ -41,7 +47,7 @@ fn wait_in_flight(
         if let Some(x) = read_executions(ledger)
             .unwrap_or_default()
             .into_iter()
-            .find(|x| x.host == host && x.finished_ms.is_none())
+            .find(|x| x.host == host && x.finished_ms.is_none() && turn_of(&x.label) >= Some(1))
         {
             return x;
         }
@@ -152,6 +158,7 @@ fn three_hosts_finish_every_task_when_one_is_killed_and_another_paused_past_its_
             DEADLINE.saturating_sub(first_start.elapsed()),
             &refs,
             &db.url,
+            &model,
         )
     };
     assert!(

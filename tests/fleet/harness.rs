@@ -642,6 +642,10 @@ impl Host {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // `WARDEN_FLEET_LOG=warden=debug` turns on the hosts' logs, to see why a run failed.
+        if let Ok(filter) = std::env::var("WARDEN_FLEET_LOG") {
+            cmd.env("WARDEN_LOG", filter);
+        }
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", spec.binary.display()));
@@ -694,12 +698,18 @@ impl Host {
             }
             _ => {
                 let mut child = self.child.take().expect("ours");
-                let status = match child.try_wait() {
-                    Ok(Some(status)) => Some(status),
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        None
+                // Its stdout closed or it printed something else: give it a moment to exit
+                // by itself before it is killed.
+                let grace = Instant::now();
+                let status = loop {
+                    match child.try_wait() {
+                        Ok(Some(status)) => break Some(status),
+                        _ if grace.elapsed() > Duration::from_secs(5) => {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            break None;
+                        }
+                        _ => std::thread::sleep(Duration::from_millis(20)),
                     }
                 };
                 std::thread::sleep(Duration::from_millis(200));
@@ -992,6 +1002,7 @@ pub fn wait_all(
     deadline: Duration,
     hosts: &[&Host],
     db_url: &str,
+    model: &FakeModel,
 ) -> (BTreeMap<String, Value>, i64) {
     let start = Instant::now();
     let mut done: BTreeMap<String, Value> = BTreeMap::new();
@@ -1037,11 +1048,13 @@ pub fn wait_all(
                 })
                 .collect();
             panic!(
-                "{} of {} tasks did not finish within {} s:\n{}\nlast response: {last}\n{}",
+                "{} of {} tasks did not finish within {} s:\n{}\nlast response: {last}\n\
+                 the fake model's script errors: {:#?}\n{}",
                 unfinished.len(),
                 tasks.len(),
                 deadline.as_secs(),
                 unfinished.join("\n"),
+                model.script_errors(),
                 tails(hosts)
             );
         }

@@ -77,6 +77,7 @@ fn hosts_ride_out_a_restart_of_their_postgresql() {
         Duration::from_secs(120).saturating_sub(first_start.elapsed()),
         &refs,
         &state_url,
+        &model,
     );
     for h in hosts.iter_mut() {
         assert!(
