@@ -1367,9 +1367,26 @@ pub fn check_runs(
         by_call.entry(x.call_id.as_str()).or_default().push(x);
         *per_host.entry(x.host.clone()).or_default() += 1;
     }
+    for (id, entries) in &results {
+        for e in entries {
+            let payload: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
+            if payload["ok"] != true {
+                problems.push(format!(
+                    "call {id} failed (every count call should succeed): {}",
+                    e.payload
+                ));
+            }
+        }
+    }
     for id in calls.keys() {
         if !by_call.contains_key(id.as_str()) {
-            problems.push(format!("call {id} is journaled but never ran"));
+            problems.push(format!(
+                "call {id} is journaled but the ledger has no execution of it; its result: {:?}",
+                results
+                    .get(id)
+                    .and_then(|r| r.first())
+                    .map(|e| e.payload.as_str())
+            ));
         }
     }
     let mut duplicates = Vec::new();
