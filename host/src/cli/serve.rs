@@ -205,9 +205,9 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), CallError> {
         on_compile: Some(Arc::new(compile_progress)),
         ..HostOptions::default()
     };
-    let host = Arc::new(WardenHost::start(engine, Arc::new(config), &config_path, options).await?);
-    // Before the first line is printed: a supervisor that reads it may signal at once, and a
-    // SIGHUP with no handler yet would end the process.
+    // Before anything slow, and before the first line is printed: a supervisor may signal at
+    // once, a SIGHUP with no handler yet would end the process, and as PID 1 in a container a
+    // SIGTERM with no handler would be ignored while plugins compile.
     let signal_error = |e: std::io::Error| {
         CallError::new(
             ErrorKind::Internal,
@@ -217,6 +217,12 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), CallError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    let starting = WardenHost::start(engine, Arc::new(config), &config_path, options);
+    let host = tokio::select! {
+        host = starting => Arc::new(host?),
+        _ = terminate.recv() => return stopped_while_starting(),
+        _ = interrupt.recv() => return stopped_while_starting(),
+    };
     let runner = Arc::new(AgentRunner::new(host.clone()));
     let state = Arc::new(ApiState::new(runner.clone()));
     let server = ApiServer::start(state.clone(), serve_options).await?;
@@ -279,6 +285,12 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), CallError> {
     Ok(())
 }
 
+/// A stop signal before the host was up: nothing was served, so nothing needs draining.
+fn stopped_while_starting() -> Result<(), CallError> {
+    eprintln!("stopped while starting");
+    Ok(())
+}
+
 /// SIGHUP: reads the config again and swaps it in; a config with problems is refused and the
 /// serving one stays. MCP clients whose agent's tools changed are told.
 pub(super) async fn reload(host: &WardenHost, source: &ConfigSource, hub: &McpHub) {
@@ -320,7 +332,11 @@ fn describe(host: &WardenHost, source: &ConfigSource) -> Result<(), CallError> {
             token_file.display()
         ))?,
     }
-    print_stdout(&format!("state: {}", config.state.url))?;
+    // The store as opened (after `url_env`), without its password.
+    let state = generation
+        .capabilities()
+        .map_or_else(|| config.state.url.clone(), |c| c.store.location().to_string());
+    print_stdout(&format!("state: {state}"))?;
     for (name, agent) in &config.agents {
         let tools: Vec<String> = generation
             .agent_tools(name)
