@@ -182,8 +182,6 @@ fn three_hosts_finish_every_task_when_one_is_killed_and_another_paused_past_its_
             at_ms: t_stop,
         },
     ];
-    let checked = check_runs(&db.url, &db.url, &tasks, &ends, &incidents, &refs);
-
     // The paused host started nothing for the sessions it held once it woke.
     let executions = read_executions(&db.url).unwrap_or_default();
     let after_wake: Vec<_> = executions
@@ -213,6 +211,7 @@ fn three_hosts_finish_every_task_when_one_is_killed_and_another_paused_past_its_
         "{} started calls while stopped: {while_stopped:#?}",
         names[1]
     );
+    let checked = check_runs(&db.url, &db.url, &tasks, &ends, &incidents, &refs);
     // The killed host's sessions were taken over.
     let taken_over = tasks
         .iter()

@@ -333,9 +333,10 @@ fn describe(host: &WardenHost, source: &ConfigSource) -> Result<(), CallError> {
         ))?,
     }
     // The store as opened (after `url_env`), without its password.
-    let state = generation
-        .capabilities()
-        .map_or_else(|| config.state.url.clone(), |c| c.store.location().to_string());
+    let state = generation.capabilities().map_or_else(
+        || config.state.url.clone(),
+        |c| c.store.location().to_string(),
+    );
     print_stdout(&format!("state: {state}"))?;
     for (name, agent) in &config.agents {
         let tools: Vec<String> = generation
