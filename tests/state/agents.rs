@@ -1407,3 +1407,49 @@ async fn postgres_migration_4_counts_the_entries_already_stored() {
     let undo = || warden::state::testing::run_admin(&url, BEFORE_MIGRATION_4);
     migration_4_counts_the_entries_already_stored(StateUrl::Postgres(url.clone()), undo).await;
 }
+
+/// A host stopped (SIGSTOP) inside a transaction that holds the audit chain's advisory lock
+/// must not stall every other host: PostgreSQL ends the idle transaction
+/// (`idle_in_transaction_session_timeout`) before the others' lock timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_host_stopped_inside_the_audit_lock_does_not_stall_the_others() {
+    use warden::policy::audit::NewRecord;
+    use warden::policy::{AuditLog, Outcome};
+    use warden::state::Backend;
+    use warden::state::postgres::{LOCK_AUDIT, PG_TIMEOUT};
+
+    let Some(schema) = PgTestSchema::create("stalled_audit_lock") else {
+        return;
+    };
+    let url = StateUrl::Postgres(schema.url().to_string());
+    let stalled = StateStore::open(&url).await.unwrap();
+    let other = StateStore::open(&url).await.unwrap();
+    let Backend::Postgres(pg) = stalled.backend() else {
+        panic!("a PostgreSQL URL opened another backend");
+    };
+    let mut conn = pg.connection().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_AUDIT])
+        .await
+        .unwrap();
+    // From here the stalled host sends nothing, as a stopped process would.
+    let started = std::time::Instant::now();
+    let record = NewRecord {
+        capability: "sql",
+        target: "after the stall",
+        ..NewRecord::default()
+    };
+    AuditLog::open(&other)
+        .append(&record, Outcome::Allowed)
+        .await
+        .expect("another host's audit append waited out the stalled transaction's lock");
+    assert!(
+        started.elapsed() < PG_TIMEOUT,
+        "the append took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        tx.execute("SELECT 1", &[]).await.is_err(),
+        "the stalled transaction was not ended by the server"
+    );
+}

@@ -546,6 +546,11 @@ impl AgentRunner {
         let completion = ask_model(&generation, agent, session, call_id, request)
             .await?
             .map_err(|e| {
+                // Refused because the store could not audit it: the store's trouble, not the
+                // model's, so the task is handed over to resume once the store answers.
+                if matches!(e, crate::models::ModelError::AuditUnavailable(_)) {
+                    held.lease.note_store_failure();
+                }
                 CallError::new(
                     ErrorKind::Interrupted,
                     format!(

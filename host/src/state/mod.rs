@@ -55,7 +55,8 @@ pub enum StoreError {
     /// The store was migrated by a newer Warden.
     #[error(
         "the state store is at schema version {store}, newer than this binary's {binary}: it was \
-         written by a newer Warden; run that version, or point [state] url at another store"
+         migrated by a newer Warden; run that version (in a rolling upgrade, give this host the \
+         new binary), or point [state] url at another store"
     )]
     SchemaTooNew {
         /// The store's schema version.

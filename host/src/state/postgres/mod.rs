@@ -19,11 +19,15 @@ use super::{Migration, StoreError, latest_version, redact_url};
 /// How long to wait for a connection, or for a lock another process holds, before the use is
 /// refused (fail closed).
 pub const PG_TIMEOUT: Duration = Duration::from_secs(2);
+/// The server-side bound on a transaction left idle by its client; below [`PG_TIMEOUT`], so the
+/// hosts waiting for its locks get them before they give up.
+const IDLE_IN_TRANSACTION: &str = "-c idle_in_transaction_session_timeout=1000";
 /// Connections in the pool.
 const POOL_SIZE: usize = 16;
 /// Advisory lock keys (`pg_advisory_xact_lock`), one per serialised thing.
 pub(crate) const LOCK_MIGRATE: i64 = 0x5741_5244_0001;
-pub(crate) const LOCK_AUDIT: i64 = 0x5741_5244_0002;
+/// The audit chain's head: every host's appends take it, in one transaction per batch.
+pub const LOCK_AUDIT: i64 = 0x5741_5244_0002;
 pub(crate) const LOCK_QUOTA: i64 = 0x5741_5244_0003;
 
 /// The PostgreSQL backend: its pool, and the URL (without password) for messages.
@@ -127,6 +131,15 @@ fn parse(url: &str) -> Result<(tokio_postgres::Config, String), StoreError> {
     if config.get_application_name().is_none() {
         config.application_name("warden");
     }
+    // A host that stops inside a transaction (SIGSTOP, a VM paused) would hold its locks, the
+    // audit chain's head among them, and stall every host: PostgreSQL ends such a transaction
+    // and frees them well before the others' lock timeout.
+    let options = match config.get_options() {
+        Some(given) if given.contains("idle_in_transaction_session_timeout") => given.to_string(),
+        Some(given) => format!("{given} {IDLE_IN_TRANSACTION}"),
+        None => IDLE_IN_TRANSACTION.to_string(),
+    };
+    config.options(&options);
     Ok((config, location))
 }
 
