@@ -4,6 +4,11 @@
 //! again with the same call id). Each row also keeps the session and agent the call ran for, and
 //! when it started and finished. It sleeps between its start and its end, so a test can kill
 //! the host while a call is in flight, or see two calls overlap. `fail` always fails.
+//!
+//! The source may be SQLite or PostgreSQL: a probe query (`SELECT version()`, which only
+//! PostgreSQL answers) picks the dialect, and with it the DDL and the placeholders. On
+//! PostgreSQL each row also records the connection's `application_name`, so a test that gives
+//! each host its own (in the source's URL) can tell which host ran an execution.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -17,7 +22,7 @@ const MAX_SLEEP_MS: u64 = 60_000;
 
 /// The table, created on first use. `execution` is unique per run of the tool (a retry with the
 /// same call id is a new execution); `finished_ms` stays NULL until the sleep is over.
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS executions (
+const CREATE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS executions (
     id          INTEGER PRIMARY KEY,
     execution   TEXT NOT NULL UNIQUE,
     call_id     TEXT NOT NULL,
@@ -27,6 +32,69 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS executions (
     started_ms  INTEGER NOT NULL,
     finished_ms INTEGER
 )";
+
+/// The same table on PostgreSQL, with the connection's `application_name` as `host`.
+const CREATE_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS executions (
+    id          BIGSERIAL PRIMARY KEY,
+    execution   TEXT NOT NULL UNIQUE,
+    call_id     TEXT NOT NULL,
+    session     TEXT NOT NULL,
+    agent       TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    started_ms  BIGINT NOT NULL,
+    finished_ms BIGINT,
+    host        TEXT DEFAULT current_setting('application_name')
+)";
+
+/// The SQL dialect of a source.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// PostgreSQL if the source answers `SELECT version()` with a PostgreSQL banner; SQLite
+    /// (which has no `version()`) otherwise.
+    fn of(sql: &Sql) -> Dialect {
+        match sql.query("SELECT version()", &[]) {
+            Ok(result) => match result.rows.first().and_then(|row| row.first()) {
+                Some(SqlValue::Text(banner)) if banner.starts_with("PostgreSQL") => {
+                    Dialect::Postgres
+                }
+                _ => Dialect::Sqlite,
+            },
+            Err(_) => Dialect::Sqlite,
+        }
+    }
+
+    fn create(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => CREATE_SQLITE,
+            Dialect::Postgres => CREATE_POSTGRES,
+        }
+    }
+
+    fn insert(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "INSERT INTO executions (execution, call_id, session, agent, label, started_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?)"
+            }
+            Dialect::Postgres => {
+                "INSERT INTO executions (execution, call_id, session, agent, label, started_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6)"
+            }
+        }
+    }
+
+    fn finish(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "UPDATE executions SET finished_ms = ? WHERE execution = ?",
+            Dialect::Postgres => "UPDATE executions SET finished_ms = $1 WHERE execution = $2",
+        }
+    }
+}
 
 fn default_source() -> String {
     "ledger".into()
@@ -93,12 +161,19 @@ fn count(ctx: &Context, input: CountInput) -> Result<CountOutput, ToolError> {
     let failed = |what: &str, e: warden_sdk::data::DataError| {
         ToolError::Failed(format!("{what} in source `{}`: {e}", input.source))
     };
-    sql.execute(CREATE, &[])
-        .map_err(|e| failed("creating table `executions`", e))?;
+    let dialect = Dialect::of(&sql);
+    // Two first calls at once on PostgreSQL can race in CREATE TABLE IF NOT EXISTS (one fails
+    // on the catalog's unique index); the table exists by the second try.
+    if let Err(e) = sql.execute(dialect.create(), &[]) {
+        if dialect == Dialect::Sqlite {
+            return Err(failed("creating table `executions`", e));
+        }
+        sql.execute(dialect.create(), &[])
+            .map_err(|e| failed("creating table `executions`", e))?;
+    }
     let execution = execution_id(&ctx.call_id);
     sql.execute(
-        "INSERT INTO executions (execution, call_id, session, agent, label, started_ms) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        dialect.insert(),
         &[
             SqlValue::from(execution.as_str()),
             SqlValue::from(ctx.call_id.as_str()),
@@ -113,7 +188,7 @@ fn count(ctx: &Context, input: CountInput) -> Result<CountOutput, ToolError> {
         std::thread::sleep(Duration::from_millis(input.sleep_ms));
     }
     sql.execute(
-        "UPDATE executions SET finished_ms = ? WHERE execution = ?",
+        dialect.finish(),
         &[SqlValue::from(now_ms()), SqlValue::from(execution.as_str())],
     )
     .map_err(|e| failed("recording the end", e))?;
