@@ -105,6 +105,9 @@ impl ErrorKind {
 pub struct CallError {
     kind: ErrorKind,
     message: String,
+    /// Refused because its audit record could not be committed (the store was down): the
+    /// host's trouble, not the call's, so an agent task retries it instead of keeping it.
+    unaudited: bool,
 }
 
 impl CallError {
@@ -113,7 +116,22 @@ impl CallError {
         CallError {
             kind,
             message: message.into(),
+            unaudited: false,
         }
+    }
+
+    /// A call refused because its audit record could not be committed (an
+    /// [`ErrorKind::Internal`] error).
+    pub fn unaudited(message: impl Into<String>) -> Self {
+        CallError {
+            unaudited: true,
+            ..Self::new(ErrorKind::Internal, message)
+        }
+    }
+
+    /// Whether [`CallError::unaudited`] made it.
+    pub fn is_unaudited(&self) -> bool {
+        self.unaudited
     }
 
     /// Invalid input.

@@ -673,21 +673,10 @@ impl AgentRunner {
         } = *held;
         // A process paused past its lease must not start a tool call the new holder also
         // runs: the journal would fence its result, but not the call's effects.
-        lease.ensure_live().await.map_err(|e| match e {
-            StoreError::Fenced { .. } => lost_lease(session),
-            other => {
-                if transient(&other) {
-                    lease.note_store_failure();
-                }
-                CallError::new(
-                    ErrorKind::Interrupted,
-                    format!(
-                        "the session's lease could not be renewed before its tool calls ({other}); \
-                     the task is kept up to its last committed step and resumes from there"
-                    ),
-                )
-            }
-        })?;
+        lease
+            .ensure_live()
+            .await
+            .map_err(|e| stopped_by_store(lease, session, e, "its lease could not be renewed"))?;
         let (sender, mut results) = tokio::sync::mpsc::unbounded_channel();
         let mut running = Vec::new();
         for (call_id, call) in calls {
@@ -707,16 +696,18 @@ impl AgentRunner {
                 // Again right before this call: the process may have been paused since the
                 // batch's check, and a paused holder must not start what the new one runs.
                 if let Err(e) = check.ensure_live().await {
-                    let _ = sender.send((call_id, call, Err(e)));
+                    let _ = sender.send((call_id, call, Err(Halt::Lease(e))));
                     return;
                 }
                 let started = Instant::now();
-                let outcome = run_one(&host, request, &call_id, &call).await;
-                let outcome = ToolOutcome {
-                    elapsed_ms: started.elapsed().as_millis() as u64,
-                    ..outcome
-                };
-                let _ = sender.send((call_id, call, Ok(outcome)));
+                let outcome = run_one(&host, request, &call_id, &call)
+                    .await
+                    .map(|outcome| ToolOutcome {
+                        elapsed_ms: started.elapsed().as_millis() as u64,
+                        ..outcome
+                    })
+                    .map_err(Halt::Unaudited);
+                let _ = sender.send((call_id, call, outcome));
             }));
         }
         drop(sender);
@@ -728,20 +719,30 @@ impl AgentRunner {
         while let Some((call_id, call, outcome)) = results.recv().await {
             let outcome = match outcome {
                 Ok(outcome) => outcome,
-                Err(e) => {
+                Err(halt) => {
                     abort_all(&running);
                     if lease.lost() {
                         return Err(lost_lease(session));
                     }
-                    if transient(&e) {
-                        lease.note_store_failure();
-                    }
+                    let why = match halt {
+                        Halt::Lease(e) => {
+                            if transient(&e) {
+                                lease.note_store_failure();
+                            }
+                            format!("the session's lease could not be renewed before it ({e})")
+                        }
+                        // Not the tool's result: kept out of the journal, so the call runs
+                        // again, with its call-id, once the store answers.
+                        Halt::Unaudited(e) => {
+                            lease.note_store_failure();
+                            e.message().to_string()
+                        }
+                    };
                     return Err(CallError::new(
                         ErrorKind::Interrupted,
                         format!(
-                            "the session's lease could not be renewed before tool call {call_id} \
-                             ({e}); the task is kept up to its last committed step and resumes \
-                             from there"
+                            "tool call {call_id} stopped the task: {why}; the task is kept up to \
+                             its last committed step and resumes from there"
                         ),
                     ));
                 }
@@ -792,33 +793,42 @@ async fn ask_model(
     Ok(router.complete(&caller, request).await)
 }
 
-/// One tool call through the host service; a call that cannot be made becomes its result.
+/// Why a tool call did not give the task a result to journal.
+enum Halt {
+    /// The session's lease could not be confirmed before the call started.
+    Lease(StoreError),
+    /// The host refused the call for want of an audit record.
+    Unaudited(CallError),
+}
+
+/// One tool call through the host service; a call that cannot be made becomes its result,
+/// except a refusal for want of an audit record, which is the host's trouble.
 async fn run_one(
     host: &WardenHost,
     (tenant, agent, session): (String, String, String),
     call_id: &str,
     call: &PlannedCall,
-) -> ToolOutcome {
+) -> Result<ToolOutcome, CallError> {
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&call.arguments) {
-        return task::refused(
+        return Ok(task::refused(
             call,
             "invalid-input",
             format!("the arguments are not valid JSON ({e}); the tool was not called"),
-        );
+        ));
     }
     let (Some(plugin), Some(tool)) = (&call.plugin, &call.tool) else {
-        return task::refused(
+        return Ok(task::refused(
             call,
             "unknown-tool",
             format!(
                 "`{}` is not one of this agent's tools; call only the tools offered",
                 call.name.escape_debug()
             ),
-        );
+        ));
     };
     let call_id = match CallId::from_caller(call_id) {
         Ok(id) => id,
-        Err(e) => return task::refused(call, "internal", e),
+        Err(e) => return Ok(task::refused(call, "internal", e)),
     };
     let request = CallRequest {
         tenant,
@@ -830,19 +840,20 @@ async fn run_one(
         input: call.arguments.clone(),
     };
     match host.call(request).await {
-        Ok(output) => ToolOutcome {
+        Ok(output) => Ok(ToolOutcome {
             index: call.index,
             model_call_id: call.model_call_id.clone(),
             ok: true,
             output: Some(output),
             error: None,
             elapsed_ms: 0,
-        },
-        Err(e) => task::refused(
+        }),
+        Err(e) if e.is_unaudited() => Err(e),
+        Err(e) => Ok(task::refused(
             call,
             kind_word(e.kind()),
             format!("`{}`: {}", call.name.escape_debug(), e.message()),
-        ),
+        )),
     }
 }
 
@@ -985,22 +996,7 @@ async fn append(
             .append_steps(&agent.tenant, session, at, token, &entries)
             .await;
     }
-    written.map_err(|e| match e {
-        StoreError::Fenced { .. } | StoreError::Conflict { .. } => lost_lease(session),
-        other => {
-            if transient(&other) {
-                lease.note_store_failure();
-            }
-            CallError::new(
-                ErrorKind::Interrupted,
-                format!(
-                    "the journal could not be written ({other}); the task is kept up to its last \
-                 committed step and can be resumed with `warden agent resume --session \
-                 {session}`"
-                ),
-            )
-        }
-    })?;
+    written.map_err(|e| stopped_by_store(lease, session, e, "the journal could not be written"))?;
     let now = crate::state::now_ms();
     let committed: Vec<JournalEntry> = entries
         .into_iter()
@@ -1017,6 +1013,26 @@ async fn append(
         .collect();
     view.extend(&committed)
         .map_err(|e| CallError::new(ErrorKind::Internal, e.to_string()))
+}
+
+/// The error that stops a task whose store write (or lease renewal) failed: a lost lease when
+/// another holder took over, else an interruption, handed over when the failure may pass.
+fn stopped_by_store(lease: &HeldLease, session: SessionId, e: StoreError, what: &str) -> CallError {
+    match e {
+        StoreError::Fenced { .. } | StoreError::Conflict { .. } => lost_lease(session),
+        other => {
+            let how = if transient(&other) {
+                lease.note_store_failure();
+                "`warden serve` resumes it from there once the store answers".to_string()
+            } else {
+                format!("resume it with `warden agent resume --session {session}`")
+            };
+            CallError::new(
+                ErrorKind::Interrupted,
+                format!("{what} ({other}); the task is kept up to its last committed step: {how}"),
+            )
+        }
+    }
 }
 
 /// Whether a store failure may pass by itself (the store was down or busy), so a later try of

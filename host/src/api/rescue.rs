@@ -21,26 +21,60 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 /// The longest pause between two tries of one session.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// Sessions this host failed to resume, and when to try each again.
+/// Sessions this host failed to resume, or resumed lately, and when to try each again.
 #[derive(Default)]
 struct Backoff {
-    next: HashMap<SessionId, (Instant, Duration)>,
+    next: HashMap<SessionId, Try>,
+}
+
+/// The next try of one session.
+struct Try {
+    at: Instant,
+    pause: Duration,
+    /// Whether a failure to resume it was reported already.
+    reported: bool,
 }
 
 impl Backoff {
     fn due(&self, session: SessionId, now: Instant) -> bool {
-        self.next.get(&session).is_none_or(|(at, _)| now >= *at)
+        self.next.get(&session).is_none_or(|t| now >= t.at)
     }
 
-    /// Records a failure; returns whether it is the first for this session (to say it once).
-    fn failed(&mut self, session: SessionId, now: Instant) -> bool {
-        let first = !self.next.contains_key(&session);
+    /// Forgets sessions whose last try is long past, so one that behaved for a while starts
+    /// again from the first pause.
+    fn prune(&mut self, now: Instant) {
+        self.next
+            .retain(|_, t| now.saturating_duration_since(t.at) < MAX_BACKOFF);
+    }
+
+    /// Puts the session's next try off, twice as long as the last time.
+    fn put_off(&mut self, session: SessionId, now: Instant) -> &mut Try {
         let pause = self
             .next
             .get(&session)
-            .map_or(FIRST_BACKOFF, |(_, p)| (*p * 2).min(MAX_BACKOFF));
-        self.next.insert(session, (now + pause, pause));
-        first
+            .map_or(FIRST_BACKOFF, |t| (t.pause * 2).min(MAX_BACKOFF));
+        let reported = self.next.get(&session).is_some_and(|t| t.reported);
+        self.next.insert(
+            session,
+            Try {
+                at: now + pause,
+                pause,
+                reported,
+            },
+        );
+        self.next.get_mut(&session).expect("just inserted")
+    }
+
+    /// Records a failure to resume; returns whether it is the first reported for this session.
+    fn failed(&mut self, session: SessionId, now: Instant) -> bool {
+        let t = self.put_off(session, now);
+        !std::mem::replace(&mut t.reported, true)
+    }
+
+    /// Records a resume: a task that keeps stopping for the store's sake must not be resumed at
+    /// every scan. The first take-over is at once; the next waits.
+    fn resumed(&mut self, session: SessionId, now: Instant) {
+        self.put_off(session, now);
     }
 }
 
@@ -81,6 +115,7 @@ async fn scan(state: &Arc<ApiState>, backoff: &Arc<std::sync::Mutex<Backoff>>) {
         }
     };
     let now = Instant::now();
+    lock(backoff).prune(now);
     for orphan in orphans {
         // A tenant another host's config has and this one's lacks is that host's to resume.
         if !config.tenants.contains_key(&orphan.tenant) || !lock(backoff).due(orphan.session, now) {
@@ -96,7 +131,10 @@ async fn scan(state: &Arc<ApiState>, backoff: &Arc<std::sync::Mutex<Backoff>>) {
         let id = orphan.session;
         tokio::spawn(async move {
             match launch(&state, work).await {
-                Ok((task, _)) => eprintln!("resuming task {task} of session {id}"),
+                Ok((task, _)) => {
+                    lock(&backoff).resumed(id, Instant::now());
+                    eprintln!("resuming task {task} of session {id}");
+                }
                 // Another host (or this one) got there first.
                 Err(e) if e.kind() == ErrorKind::Busy => {}
                 Err(e) => {
@@ -127,12 +165,26 @@ mod tests {
         assert!(!b.due(s, t0 + FIRST_BACKOFF / 2));
         assert!(b.due(s, t0 + FIRST_BACKOFF));
         assert!(!b.failed(s, t0 + FIRST_BACKOFF));
-        let (_, pause) = b.next[&s];
-        assert_eq!(pause, FIRST_BACKOFF * 2);
+        assert_eq!(b.next[&s].pause, FIRST_BACKOFF * 2);
         for _ in 0..20 {
             b.failed(s, t0);
         }
-        assert_eq!(b.next[&s].1, MAX_BACKOFF);
+        assert_eq!(b.next[&s].pause, MAX_BACKOFF);
         assert!(b.due(SessionId::new(), t0));
+    }
+
+    #[test]
+    fn a_resumed_session_waits_before_the_next_resume_and_its_failure_is_still_said() {
+        let mut b = Backoff::default();
+        let s = SessionId::new();
+        let t0 = Instant::now();
+        b.resumed(s, t0);
+        assert!(!b.due(s, t0 + FIRST_BACKOFF / 2));
+        assert!(b.due(s, t0 + FIRST_BACKOFF));
+        assert!(b.failed(s, t0 + FIRST_BACKOFF));
+        // Long after, it is forgotten and starts over.
+        let later = t0 + FIRST_BACKOFF * 3 + MAX_BACKOFF * 2;
+        b.prune(later);
+        assert!(b.next.is_empty());
     }
 }

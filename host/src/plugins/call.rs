@@ -193,7 +193,7 @@ pub(super) async fn invoke(
     // Fail closed: a capability use the audit log could not record was refused, and whatever
     // the plugin made of that refusal is not handed back.
     if let Some(failure) = &store.data().audit_failure {
-        return Err(CallError::new(ErrorKind::Internal, failure.to_string()));
+        return Err(CallError::unaudited(failure.to_string()));
     }
     if result.is_ok() && store.data().limiter.host_refused() {
         return Err(memory_limit_error(store.data(), limits));

@@ -249,7 +249,7 @@ impl Plugin {
         grants
             .audit(&site, "call", &target, outcome, &detail)
             .await
-            .map_err(|failure| CallError::new(ErrorKind::Internal, failure.to_string()))?;
+            .map_err(|failure| CallError::unaudited(failure.to_string()))?;
         result
     }
 
