@@ -421,9 +421,9 @@ impl AgentRunner {
         let outcome = self.steps(&held, &mut view).await;
         let status = match &outcome {
             Ok(_) => SessionStatus::Idle,
-            // Handed over: left `running` with its lease released, so another host's rescuer
-            // (or this host's next start) resumes it at once.
-            // So is a task the store failed (a restart of PostgreSQL): its rescuer retries.
+            // Handed over, when draining or stopped by the store (a restart of PostgreSQL):
+            // left `running` with its lease released, so a rescuer (another host's, or this
+            // host's next start) resumes it.
             Err(_) if self.is_draining() || lease.store_failed() => SessionStatus::Running,
             Err(_) => SessionStatus::Interrupted,
         };
@@ -672,7 +672,9 @@ impl AgentRunner {
             events,
         } = *held;
         // A process paused past its lease must not start a tool call the new holder also
-        // runs: the journal would fence its result, but not the call's effects.
+        // runs: the journal would fence its result, but not the call's effects. Checked once
+        // here, so a lease running low is renewed once for the batch, not by every call at
+        // once; each call checks again (locally) right before it starts.
         lease
             .ensure_live()
             .await
@@ -724,27 +726,31 @@ impl AgentRunner {
                     if lease.lost() {
                         return Err(lost_lease(session));
                     }
-                    let why = match halt {
-                        Halt::Lease(e) => {
-                            if transient(&e) {
-                                lease.note_store_failure();
-                            }
-                            format!("the session's lease could not be renewed before it ({e})")
-                        }
+                    return Err(match halt {
+                        Halt::Lease(e) => stopped_by_store(
+                            lease,
+                            session,
+                            e,
+                            &format!(
+                                "the session's lease could not be renewed before tool call \
+                                 {call_id}"
+                            ),
+                        ),
                         // Not the tool's result: kept out of the journal, so the call runs
                         // again, with its call-id, once the store answers.
                         Halt::Unaudited(e) => {
                             lease.note_store_failure();
-                            e.message().to_string()
+                            CallError::new(
+                                ErrorKind::Interrupted,
+                                format!(
+                                    "tool call {call_id} stopped the task: {}; the task is kept \
+                                     up to its last committed step, and `warden serve` resumes \
+                                     it from there once the store answers",
+                                    e.message()
+                                ),
+                            )
                         }
-                    };
-                    return Err(CallError::new(
-                        ErrorKind::Interrupted,
-                        format!(
-                            "tool call {call_id} stopped the task: {why}; the task is kept up to \
-                             its last committed step and resumes from there"
-                        ),
-                    ));
+                    });
                 }
             };
             events(&AgentEvent::ToolFinished {

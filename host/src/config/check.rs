@@ -150,29 +150,33 @@ fn check_all(config: &WardenConfig, problems: &mut Vec<ConfigProblem>) {
             "set one of `audit_key_env` and `audit_key_file`, not both",
         );
     }
-    if let Some(ms) = config.state.session_lease_ms
-        && !super::model::SESSION_LEASE_MS_RANGE.contains(&ms)
-    {
-        p.add(
+    let bounded_ms = [
+        (
             "state.session_lease_ms",
-            format!(
-                "is {ms}; a session lease lasts from {} to {} milliseconds",
-                super::model::SESSION_LEASE_MS_RANGE.start(),
-                super::model::SESSION_LEASE_MS_RANGE.end()
-            ),
-        );
-    }
-    if let Some(ms) = config.state.rescue_interval_ms
-        && !super::model::RESCUE_INTERVAL_MS_RANGE.contains(&ms)
-    {
-        p.add(
+            config.state.session_lease_ms,
+            &super::model::SESSION_LEASE_MS_RANGE,
+            "a session lease lasts from",
+        ),
+        (
             "state.rescue_interval_ms",
-            format!(
-                "is {ms}; abandoned tasks are looked for every {} to {} milliseconds",
-                super::model::RESCUE_INTERVAL_MS_RANGE.start(),
-                super::model::RESCUE_INTERVAL_MS_RANGE.end()
-            ),
-        );
+            config.state.rescue_interval_ms,
+            &super::model::RESCUE_INTERVAL_MS_RANGE,
+            "abandoned tasks are looked for every",
+        ),
+    ];
+    for (key, value, range, what) in bounded_ms {
+        if let Some(ms) = value
+            && !range.contains(&ms)
+        {
+            p.add(
+                key,
+                format!(
+                    "is {ms}; {what} {} to {} milliseconds",
+                    range.start(),
+                    range.end()
+                ),
+            );
+        }
     }
     for (name, plugin) in &config.plugins {
         let key = format!("plugins.{name}");

@@ -53,27 +53,31 @@ pub const RESCUE_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=60_000
 impl StateConfig {
     /// How often abandoned tasks are looked for.
     pub fn rescue_interval(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(
-            self.rescue_interval_ms
-                .unwrap_or(DEFAULT_RESCUE_INTERVAL_MS)
-                .clamp(
-                    *RESCUE_INTERVAL_MS_RANGE.start(),
-                    *RESCUE_INTERVAL_MS_RANGE.end(),
-                ),
+        bounded_ms(
+            self.rescue_interval_ms,
+            DEFAULT_RESCUE_INTERVAL_MS,
+            &RESCUE_INTERVAL_MS_RANGE,
         )
     }
 
     /// The session lease's length.
     pub fn session_lease(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(
-            self.session_lease_ms
-                .unwrap_or(DEFAULT_SESSION_LEASE_MS)
-                .clamp(
-                    *SESSION_LEASE_MS_RANGE.start(),
-                    *SESSION_LEASE_MS_RANGE.end(),
-                ),
+        bounded_ms(
+            self.session_lease_ms,
+            DEFAULT_SESSION_LEASE_MS,
+            &SESSION_LEASE_MS_RANGE,
         )
     }
+}
+
+/// A setting in milliseconds, or its default, held to its range (`config check` reports a value
+/// outside it; a host that starts anyway uses the nearest end).
+fn bounded_ms(
+    value: Option<u64>,
+    default: u64,
+    range: &std::ops::RangeInclusive<u64>,
+) -> std::time::Duration {
+    std::time::Duration::from_millis(value.unwrap_or(default).clamp(*range.start(), *range.end()))
 }
 
 /// Where state is kept, parsed from `[state] url`.
