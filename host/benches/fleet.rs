@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +35,10 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::net::TcpStream;
 use tokio_postgres::NoTls;
 use wasmtime_wasi_http::io::TokioIo;
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{Stopped, cpu_time, env_secs, new_token, percentile, proc_stat, warden};
 
 /// The echo tool's input, and so its output.
 const INPUT: &str = r#"{"text":"hello from the load generator"}"#;
@@ -50,7 +54,7 @@ const PROBE_APP: &str = "warden-bench-probe";
 
 /// A `warden serve` process, ended (SIGTERM, then a kill) when dropped.
 struct Server {
-    child: Child,
+    child: Stopped,
     addr: String,
     /// Its `application_name` at PostgreSQL.
     app: String,
@@ -58,23 +62,7 @@ struct Server {
 
 impl Server {
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.pid()
     }
 }
 
@@ -162,40 +150,6 @@ fn database_url(base: &str, db: &str, app: &str) -> String {
     url
 }
 
-/// The `warden` binary this bench was built with, with the shared compile cache.
-fn warden() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
-    cmd.env("WARDEN_CACHE_DIR", cache_dir())
-        .env("WARDEN_LOG", "error");
-    cmd
-}
-
-/// The compile cache the tests and benches share, so the hosts start warm.
-fn cache_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-cache"))
-}
-
-/// A new token for `TENANT`, from `warden tenant token`: the token and its sha256.
-fn new_token() -> (String, String) {
-    let out = warden()
-        .args(["tenant", "token", TENANT, "--json"])
-        .output()
-        .expect("run warden tenant token");
-    assert!(
-        out.status.success(),
-        "warden tenant token failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("its JSON");
-    let field = |name: &str| {
-        v[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {name} in {v}"))
-            .to_string()
-    };
-    (field("token"), field("token_sha256"))
-}
-
 /// The one config every host runs: the state URL comes from `STATE_URL_VAR`.
 fn write_config(dir: &Path, token_sha256: &str) -> PathBuf {
     let plugin = Path::new(env!("WARDEN_BUILT_PLUGINS")).join("text-tools.wasm");
@@ -249,7 +203,11 @@ fn serve(config: &Path, state_url: &str, app: String) -> Server {
             sink.clear();
         }
     });
-    Server { child, addr, app }
+    Server {
+        child: Stopped(child),
+        addr,
+        app,
+    }
 }
 
 /// What each request to one host carries besides its body, and where it goes.
@@ -361,30 +319,6 @@ async fn connection_loop(
         }
     }
     samples
-}
-
-/// The command name and utime + stime of process `pid` (`self` for this one), if it exists.
-fn proc_stat(pid: &str) -> Option<(String, Duration)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields after its closing parenthesis are fixed.
-    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some((
-        name.to_string(),
-        Duration::from_nanos(ticks * 1_000_000_000 / per_second),
-    ))
-}
-
-/// utime + stime of a process that must exist (a host, or `self`).
-fn cpu_time(pid: &str) -> Duration {
-    proc_stat(pid)
-        .unwrap_or_else(|| panic!("read /proc/{pid}/stat"))
-        .1
 }
 
 /// The CPU time of every `postgres` process, by pid, and whether its title shows it serves
@@ -505,27 +439,9 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// The `p` quantile of sorted nanosecond samples.
-fn percentile(sorted: &[u32], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
-    Duration::from_nanos(u64::from(sorted[rank - 1]))
-}
-
 /// `d` in milliseconds.
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// A duration in seconds from variable `name`, or `default`.
-fn env_secs(name: &str, default: f64) -> Duration {
-    let secs = std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(default);
-    Duration::from_secs_f64(secs)
 }
 
 /// A comma-separated list of counts from variable `name`, or `default`.
@@ -794,7 +710,7 @@ fn main() {
     };
 
     let dir = tempfile::tempdir().expect("a temp dir");
-    let (token, token_sha256) = new_token();
+    let (token, token_sha256) = new_token(TENANT);
     let authorization = format!("Bearer {token}");
     let config = write_config(dir.path(), &token_sha256);
 

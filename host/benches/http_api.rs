@@ -14,7 +14,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,68 +24,24 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{Stopped, cpu_time, env_secs, new_token, percentile, warden};
+
 const INPUT: &str = r#"{"text":"hello from the load generator"}"#;
 const AGENT: &str = "bench";
 const TENANT: &str = "bench";
 
 /// A `warden serve` process, ended (SIGTERM, then a kill) when dropped.
 struct Server {
-    child: Child,
+    child: Stopped,
     addr: String,
 }
 
 impl Server {
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn warden() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
-    cmd.env("WARDEN_CACHE_DIR", cache_dir())
-        .env("WARDEN_LOG", "error");
-    cmd
-}
-
-fn cache_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-cache"))
-}
-
-/// A new token for `TENANT`, from `warden tenant token`: the token and its sha256.
-fn new_token() -> (String, String) {
-    let out = warden()
-        .args(["tenant", "token", TENANT, "--json"])
-        .output()
-        .expect("run warden tenant token");
-    assert!(
-        out.status.success(),
-        "warden tenant token failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("its JSON");
-    let field = |name: &str| {
-        v[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {name} in {v}"))
-            .to_string()
-    };
-    (field("token"), field("token_sha256"))
 }
 
 fn write_config(dir: &Path, token_sha256: &str) -> PathBuf {
@@ -140,7 +96,10 @@ fn serve(config: &Path) -> Server {
             sink.clear();
         }
     });
-    Server { child, addr }
+    Server {
+        child: Stopped(child),
+        addr,
+    }
 }
 
 /// What each request carries besides its body.
@@ -225,19 +184,6 @@ async fn connection_loop(
     samples
 }
 
-/// utime + stime of process `pid` (`self` for this one).
-fn cpu_time(pid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    // The command name may hold spaces; the fields after its closing parenthesis are fixed.
-    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_nanos(ticks * 1_000_000_000 / per_second)
-}
-
 /// The peak resident set of `pid`, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
     let status =
@@ -249,24 +195,8 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[u32], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
-    Duration::from_nanos(u64::from(sorted[rank - 1]))
-}
-
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
-}
-
-fn env_secs(name: &str, default: f64) -> Duration {
-    let secs = std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(default);
-    Duration::from_secs_f64(secs)
 }
 
 /// One level's figures.
@@ -335,7 +265,7 @@ fn main() {
         .collect();
 
     let dir = tempfile::tempdir().expect("a temp dir");
-    let (token, token_sha256) = new_token();
+    let (token, token_sha256) = new_token(TENANT);
     let config = write_config(dir.path(), &token_sha256);
     let server = serve(&config);
 
