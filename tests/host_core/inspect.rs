@@ -121,3 +121,91 @@ fn inspect_of_another_worlds_component_exits_6_and_still_reports_it() {
         "{report}"
     );
 }
+
+/// The `capabilities` entry called `name` of a JSON report.
+fn capability<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["capabilities"]
+        .as_array()
+        .unwrap_or_else(|| panic!("`capabilities` is not an array: {report}"))
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no capability `{name}` in {report}"))
+}
+
+#[test]
+fn inspect_names_every_capability_sql_and_memory_included() {
+    let report = inspect("sql", true).assert_code(0).json();
+    let names: Vec<&str> = report["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["http", "sockets", "files", "sql", "memory", "model", "log"]
+    );
+    let sql = capability(&report, "sql");
+    assert!(
+        sql["imports"][0]
+            .as_str()
+            .is_some_and(|i| i.starts_with("warden:plugin/data@")),
+        "{sql}"
+    );
+    assert_eq!(sql["without_grant"], false, "{sql}");
+    assert!(capability(&report, "model").get("reach").is_none());
+
+    let report = inspect("memory-probe", true).assert_code(0).json();
+    let memory = capability(&report, "memory");
+    assert!(
+        memory["reach"]
+            .as_str()
+            .is_some_and(|r| r.contains("session")),
+        "{memory}"
+    );
+    let text = inspect("memory-probe", false).assert_code(0).stdout.clone();
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("summary: "))
+        .unwrap_or_else(|| panic!("no summary: {text}"));
+    assert!(
+        summary.ends_with("only with a grant memory"),
+        "the summary does not name memory as needing a grant: {summary}"
+    );
+}
+
+#[test]
+fn inspect_says_imported_sockets_reach_nothing_instead_of_imports_network() {
+    let run = inspect("snoop", false);
+    run.assert_code(0);
+    let sockets = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("sockets "))
+        .unwrap_or_else(|| panic!("no sockets line: {run:#?}"));
+    assert!(sockets.contains("nothing"), "{sockets}");
+    assert!(!run.stdout.contains("imports network"), "{run:#?}");
+    let summary = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("summary: "))
+        .unwrap_or_else(|| panic!("no summary: {run:#?}"));
+    assert!(summary.contains("only with a grant"), "{summary}");
+    let with_grant = summary.split("only with a grant").nth(1).unwrap();
+    assert!(
+        with_grant.contains("sockets") && with_grant.contains("files"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn inspect_text_shows_output_schemas() {
+    let run = inspect("text-tools", false);
+    run.assert_code(0);
+    let outputs = run
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("output: {"))
+        .count();
+    assert_eq!(outputs, 3, "each of the three tools declares one: {run:#?}");
+}

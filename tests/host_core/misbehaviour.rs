@@ -254,3 +254,29 @@ async fn the_host_keeps_serving_calls_after_each_misbehaving_plugin() {
         );
     }
 }
+
+#[test]
+fn output_that_breaks_the_declared_output_schema_fails_naming_the_field() {
+    let run = call("liar", "count", "{}", &[]);
+    run.assert_fails_with(4, "does not match the output schema tool `count` declares");
+    assert!(run.stderr.contains("field `/count`"), "{run:#?}");
+    assert!(
+        run.stdout.is_empty(),
+        "a refused output is not printed: {run:#?}"
+    );
+    // The same schema, kept to: the check passes what it should.
+    let run = call("liar", "honest", "{}", &[]);
+    run.assert_code(0);
+    assert_eq!(run.json(), serde_json::json!({"count": 3}));
+}
+
+#[test]
+fn a_listed_tool_the_plugin_then_calls_unknown_is_the_plugins_fault() {
+    let run = call("liar", "ghost", "{}", &[]);
+    run.assert_fails_with(
+        4,
+        "plugin `liar` lists tool `ghost` but its `call` does not handle it",
+    );
+    // A tool the plugin does not list is still the caller's mistake.
+    call("liar", "nobody", "{}", &[]).assert_fails_with(2, "unknown tool");
+}

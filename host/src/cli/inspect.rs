@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::{EngineArgs, PluginFileArgs, compile_progress, print_stdout};
 use crate::error::CallError;
-use crate::plugins::inspect::{Inspection, inspect_within};
+use crate::plugins::inspect::{CapabilityInfo, Inspection, inspect_within};
 use crate::plugins::plugin_name;
 
 /// Arguments of `warden plugin inspect`.
@@ -15,7 +15,7 @@ use crate::plugins::plugin_name;
 pub(super) struct InspectArgs {
     /// The plugin's .wasm file.
     plugin: PathBuf,
-    /// Print JSON: {"tools": [...], "imports": [...], "sha256": ...}.
+    /// Print JSON: {"tools": [...], "imports": [...], "capabilities": [...], "sha256": ...}.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -56,35 +56,63 @@ fn human(r: &Inspection) -> String {
     for tool in &r.tools {
         let _ = writeln!(out, "  {}  {}", tool.name, tool.description);
         let schema = serde_json::to_string(&tool.input_schema).unwrap_or_default();
-        let _ = writeln!(out, "      input: {schema}");
+        let _ = writeln!(out, "      input:  {schema}");
+        match &tool.output_schema {
+            Some(schema) => {
+                let schema = serde_json::to_string(schema).unwrap_or_default();
+                let _ = writeln!(out, "      output: {schema}");
+            }
+            None => {
+                let _ = writeln!(out, "      output: (no schema declared: any JSON)");
+            }
+        }
     }
     let _ = writeln!(
         out,
-        "\nimports ({}): everything this plugin could ever do",
+        "\nimports ({}): the interfaces this plugin links against",
         r.imports.len()
     );
     for import in &r.imports {
         let mark = if import.supported { "ok" } else { "NO" };
         let _ = writeln!(out, "  [{mark}] {:<44} {}", import.name, import.grants);
     }
-    let network = r
-        .imports
-        .iter()
-        .any(|i| i.name.starts_with("wasi:sockets/") || i.name.starts_with("wasi:http/"));
-    let model = r
-        .imports
-        .iter()
-        .any(|i| i.name.starts_with("warden:plugin/model"));
-    let files = r
-        .imports
-        .iter()
-        .any(|i| i.name.starts_with("wasi:filesystem/"));
     let _ = writeln!(
         out,
-        "\nsummary: {} network, {} model, {} files",
-        if network { "imports" } else { "no" },
-        if model { "imports" } else { "no" },
-        if files { "imports" } else { "no" },
+        "\ncapabilities: what those imports could reach on this host, and what needs a grant"
     );
+    for c in &r.capabilities {
+        match c.reach {
+            Some(reach) => {
+                let _ = writeln!(out, "  {:<8} {reach}", c.name);
+            }
+            None => {
+                let _ = writeln!(out, "  {:<8} not imported: never", c.name);
+            }
+        }
+    }
+    let _ = writeln!(out, "\nsummary: {}", summary(&r.capabilities));
     out
+}
+
+/// One line: what the plugin can never use, what it can use without a grant, and what only
+/// with one.
+fn summary(capabilities: &[CapabilityInfo]) -> String {
+    let names = |keep: &dyn Fn(&CapabilityInfo) -> bool| -> String {
+        let picked: Vec<&str> = capabilities
+            .iter()
+            .filter(|c| keep(c))
+            .map(|c| c.name)
+            .collect();
+        if picked.is_empty() {
+            "nothing".into()
+        } else {
+            picked.join(", ")
+        }
+    };
+    format!(
+        "never {}; without a grant {}; only with a grant {}",
+        names(&|c| c.reach.is_none()),
+        names(&|c| c.without_grant),
+        names(&|c| c.reach.is_some() && !c.without_grant),
+    )
 }

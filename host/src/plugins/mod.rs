@@ -275,13 +275,46 @@ impl Plugin {
         let value: serde_json::Value = serde_json::from_str(input)
             .map_err(|e| CallError::invalid_input(format!("the input is not valid JSON: {e}")))?;
         spec.validate(&value)?;
-        call::invoke(&self.inner, tool, input, identity, limits, grants).await
+        let output = call::invoke(&self.inner, tool, input, identity, limits, grants)
+            .await
+            .map_err(|e| blame_unhandled_tool(&self.inner.name, tool, e))?;
+        spec.check_output(&self.inner.name, &output)?;
+        Ok(output)
     }
 
     fn checked_tool(&self, tool: &str) -> Result<&Tool, CallError> {
         self.tool(tool)
             .ok_or_else(|| tools::unknown_tool(&self.inner.name, tool, &self.inner.tools))
     }
+}
+
+/// A plugin that lists `tool` and then answers a call of it with "unknown tool" has a bug: the
+/// caller named a tool the plugin itself offered. That is the plugin's failure (exit 4), not the
+/// caller's invalid input (exit 2), and the message says so.
+fn blame_unhandled_tool(plugin: &str, tool: &str, error: CallError) -> CallError {
+    if error.kind() != ErrorKind::InvalidInput || !rejects_tool_as_unknown(error.message(), tool) {
+        return error;
+    }
+    // The plugin's own words, bounded: they are guest text.
+    let answer: String = error.message().chars().take(200).collect();
+    CallError::tool_failed(format!(
+        "plugin `{plugin}` lists tool `{tool}` but its `call` does not handle it (it answered \
+         {answer:?}): this is a bug in the plugin; make its `call` handle `{tool}`, or drop the \
+         tool from what `list-tools` returns"
+    ))
+}
+
+/// Whether a plugin's invalid-input message says that `tool` is not one of its tools.
+fn rejects_tool_as_unknown(message: &str, tool: &str) -> bool {
+    const PHRASES: &[&str] = &[
+        "unknown tool",
+        "no such tool",
+        "tool not found",
+        "unsupported tool",
+        "no tool named",
+    ];
+    let lower = message.to_ascii_lowercase();
+    PHRASES.iter().any(|p| lower.contains(p)) && message.contains(tool)
 }
 
 /// Refuses plugin `name`, read from `path` with sha256 `actual`, unless that is its `pin`.
@@ -455,4 +488,48 @@ fn check_imports(name: &str, shape: &ComponentShape) -> Result<(), CallError> {
             .collect::<Vec<_>>()
             .join(", ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_tool_answer_for_a_listed_tool_blames_the_plugin() {
+        for answer in [
+            "unknown tool `ghost`",
+            "Unknown tool: ghost",
+            "no such tool \"ghost\"",
+            "tool not found: ghost",
+        ] {
+            let err = blame_unhandled_tool("p", "ghost", CallError::invalid_input(answer));
+            assert_eq!(err.kind(), ErrorKind::ToolFailed, "{answer}");
+            assert!(
+                err.message()
+                    .contains("plugin `p` lists tool `ghost` but its `call` does not handle it"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_answers_are_left_as_they_are() {
+        for (kind, answer) in [
+            (ErrorKind::InvalidInput, "`pattern` is not a valid regex"),
+            // About another tool: a tool whose input names tools may say so.
+            (ErrorKind::InvalidInput, "unknown tool `other`"),
+            (ErrorKind::Denied, "unknown tool `ghost`"),
+        ] {
+            let err = blame_unhandled_tool("p", "ghost", CallError::new(kind, answer));
+            assert_eq!(err.kind(), kind, "{answer}");
+            assert_eq!(err.message(), answer);
+        }
+    }
+
+    #[test]
+    fn the_plugins_answer_is_quoted_bounded() {
+        let answer = format!("unknown tool `ghost` {}", "x".repeat(100_000));
+        let err = blame_unhandled_tool("p", "ghost", CallError::invalid_input(answer));
+        assert!(err.message().len() < 1000, "{} bytes", err.message().len());
+    }
 }

@@ -229,6 +229,9 @@ pub struct Tool {
     pub output_schema: Option<Value>,
     #[serde(skip)]
     validator: jsonschema::Validator,
+    /// The compiled output schema: what a plugin returns is checked against what it declared.
+    #[serde(skip)]
+    output_validator: Option<jsonschema::Validator>,
 }
 
 impl Tool {
@@ -255,17 +258,49 @@ impl Tool {
                 "an input schema that is not a valid JSON Schema: {e}"
             ))
         })?;
-        let output_schema = output_schema
+        let output_schema: Option<Value> = output_schema
             .map(serde_json::from_str)
             .transpose()
             .map_err(|e| bad(format!("an output schema that is not JSON: {e}")))?;
+        let output_validator = output_schema
+            .as_ref()
+            .map(jsonschema::validator_for)
+            .transpose()
+            .map_err(|e| {
+                bad(format!(
+                    "an output schema that is not a valid JSON Schema: {e}"
+                ))
+            })?;
         Ok(Tool {
             name,
             description,
             input_schema,
             output_schema,
             validator,
+            output_validator,
         })
+    }
+
+    /// Checks what the tool returned (JSON text the host has already checked is JSON) against
+    /// the output schema it declared. A mismatch is the plugin's fault: the tool failed, and the
+    /// error names each offending field.
+    pub fn check_output(&self, plugin: &str, output: &str) -> Result<(), CallError> {
+        let Some(validator) = &self.output_validator else {
+            return Ok(());
+        };
+        let value: Value = serde_json::from_str(output).map_err(|e| {
+            CallError::tool_failed(format!("the plugin returned output that is not JSON: {e}"))
+        })?;
+        if validator.is_valid(&value) {
+            return Ok(());
+        }
+        let problems = describe_errors(validator.iter_errors(&value), "the output");
+        Err(CallError::tool_failed(format!(
+            "plugin `{plugin}` returned output that does not match the output schema tool `{}` \
+             declares: {problems}; the plugin must return what its schema says (or declare the \
+             schema it really returns)",
+            self.name
+        )))
     }
 
     /// Validates an input against the tool's schema; the error names each offending field.
@@ -273,26 +308,36 @@ impl Tool {
         if self.validator.is_valid(input) {
             return Ok(());
         }
-        let problems: Vec<String> = self
-            .validator
-            .iter_errors(input)
-            .take(5)
-            .map(|e| {
-                let path = e.instance_path().to_string();
-                let at = if path.is_empty() {
-                    "the input".to_string()
-                } else {
-                    format!("field `{path}`")
-                };
-                format!("{at}: {e}")
-            })
-            .collect();
+        let problems = describe_errors(self.validator.iter_errors(input), "the input");
         Err(CallError::invalid_input(format!(
-            "the input does not match the schema of tool `{}`: {}",
-            self.name,
-            problems.join("; ")
+            "the input does not match the schema of tool `{}`: {problems}",
+            self.name
         )))
     }
+}
+
+/// The first few schema violations, each with the field it is at; `whole` names the document
+/// when the violation is at its root. A violation's text quotes the value, which may come from a
+/// plugin, so each is cut short.
+fn describe_errors<'a>(
+    errors: impl Iterator<Item = jsonschema::ValidationError<'a>>,
+    whole: &str,
+) -> String {
+    const MAX_PROBLEM_CHARS: usize = 300;
+    errors
+        .take(5)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let at = if path.is_empty() {
+                whole.to_string()
+            } else {
+                format!("field `{path}`")
+            };
+            let text: String = e.to_string().chars().take(MAX_PROBLEM_CHARS).collect();
+            format!("{at}: {text}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]
@@ -324,6 +369,52 @@ mod tests {
     fn a_missing_field_is_named() {
         let err = echo().validate(&serde_json::json!({})).unwrap_err();
         assert!(err.message().contains("text"), "{err}");
+    }
+
+    fn counter() -> Tool {
+        let output = r#"{"type":"object","properties":{"count":{"type":"integer"},"items":{"type":"array","items":{"type":"string"}}},"required":["count"]}"#;
+        Tool::from_spec("p", "counter".into(), "d".into(), "{}", Some(output)).unwrap()
+    }
+
+    #[test]
+    fn output_that_keeps_to_the_declared_schema_passes() {
+        counter()
+            .check_output("p", r#"{"count":2,"items":["a"]}"#)
+            .unwrap();
+        // A tool with no output schema may return any JSON.
+        echo().check_output("p", r#"[1,"x"]"#).unwrap();
+    }
+
+    #[test]
+    fn output_that_breaks_the_declared_schema_is_a_tool_failure_naming_the_field() {
+        let err = counter()
+            .check_output("p", r#"{"count":"many"}"#)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ToolFailed);
+        assert!(err.message().contains("field `/count`"), "{err}");
+        assert!(err.message().contains("tool `counter`"), "{err}");
+        let err = counter()
+            .check_output("p", r#"{"count":1,"items":[1]}"#)
+            .unwrap_err();
+        assert!(err.message().contains("field `/items/0`"), "{err}");
+        let err = counter().check_output("p", r#"{}"#).unwrap_err();
+        assert!(err.message().contains("the output: "), "{err}");
+        assert!(err.message().contains("count"), "{err}");
+    }
+
+    #[test]
+    fn a_violation_quoting_a_huge_value_is_cut_short() {
+        let huge = format!(r#"{{"count":"{}"}}"#, "x".repeat(1 << 20));
+        let err = counter().check_output("p", &huge).unwrap_err();
+        assert!(err.message().len() < 2000, "{} bytes", err.message().len());
+    }
+
+    #[test]
+    fn an_output_schema_that_is_not_a_json_schema_makes_the_plugin_unusable() {
+        let err =
+            Tool::from_spec("p", "t".into(), "d".into(), "{}", Some(r#"{"type":7}"#)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unusable);
+        assert!(err.message().contains("output schema"), "{err}");
     }
 
     #[test]
