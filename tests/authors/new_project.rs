@@ -1,6 +1,6 @@
 //! `warden plugin new`: a project in each language, built with the command its README gives,
 //! then called through `warden call`. The Rust project is created outside the repository and
-//! builds with crates.io alone.
+//! gets the SDK by git.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::common::{Run, warden};
-use crate::toolchains::{self, authors_dir, path_with, repo_root};
+use crate::toolchains::{self, path_with, repo_root};
 
 /// Creates a project with `warden plugin new NAME --lang LANG --dir <tmp>/NAME`.
 fn new_project(tmp: &Path, name: &str, lang: &str) -> PathBuf {
@@ -59,22 +59,28 @@ fn assert_greets(component: &Path, plugin: &str) {
 #[test]
 fn a_new_rust_project_builds_outside_the_repository_and_its_tool_answers() {
     let tmp = tempfile::tempdir().expect("a temporary folder");
-    let project = new_project(tmp.path(), "rust-greeter", "rust");
-    assert_readme_builds_with(&project, "cargo build --release");
+    // Outside a checkout the project gets the SDK by git: here a repository of the working
+    // tree's SDK, so that the SDK under test is the one built.
+    let url = toolchains::sdk_git_repo(&tmp.path().join("sdk-repo"));
+    let dir = tmp.path().join("rust-greeter");
+    let run = warden(&[
+        "plugin".as_ref(),
+        "new".as_ref(),
+        "rust-greeter".as_ref(),
+        "--lang".as_ref(),
+        "rust".as_ref(),
+        "--dir".as_ref(),
+        dir.as_os_str(),
+        "--sdk-git".as_ref(),
+        url.as_ref(),
+    ]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("build it:"), "{run:#?}");
+    assert_readme_builds_with(&dir, "cargo build --release");
 
     // The README's command. The shared target dir keeps the dependencies built across runs.
-    let target = authors_dir().join("rust-projects");
-    let mut cargo = toolchains::cargo_for_another_project();
-    cargo
-        .args(["build", "--release"])
-        .current_dir(&project)
-        .env("CARGO_TARGET_DIR", &target);
-    toolchains::run(cargo, "building the new Rust project");
-
-    assert_greets(
-        &target.join("wasm32-wasip2/release/rust_greeter.wasm"),
-        "rust-greeter",
-    );
+    let component = toolchains::build_rust_project(&dir, "rust-greeter");
+    assert_greets(&component, "rust-greeter");
 }
 
 #[test]
@@ -119,7 +125,8 @@ fn a_new_js_project_builds_and_its_tool_answers() {
 #[test]
 fn every_new_project_carries_the_contract_this_host_serves() {
     let tmp = tempfile::tempdir().expect("a temporary folder");
-    for lang in ["rust", "python", "js"] {
+    // Not Rust: its project has no wit/, the SDK carries the contract (tests/authors/rust_sdk.rs).
+    for lang in ["python", "js"] {
         let project = new_project(tmp.path(), &format!("{lang}-tools"), lang);
         let world = std::fs::read_to_string(project.join("wit/world.wit")).expect("wit/world.wit");
         assert!(

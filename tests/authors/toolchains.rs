@@ -314,3 +314,47 @@ pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Makes a git repository at `dir` holding the working tree's SDK (`plugins/sdk`) and contract
+/// (`wit/`), committed, and returns its `file://` URL for `warden plugin new --sdk-git`: a
+/// project built from it gets the SDK as it is now, uncommitted changes included.
+pub fn sdk_git_repo(dir: &Path) -> String {
+    let root = repo_root();
+    for part in ["plugins/sdk", "wit"] {
+        copy_tree(&root.join(part), &dir.join(part))
+            .unwrap_or_else(|e| panic!("copy {part} into {}: {e}", dir.display()));
+    }
+    let git = |args: &[&str]| {
+        let mut cmd = Command::new("git");
+        cmd.args(["-c", "user.name=t", "-c", "user.email=t"])
+            .args(args)
+            .current_dir(dir);
+        run(cmd, &format!("git {}", args.join(" ")));
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "--all"]);
+    git(&["commit", "--quiet", "--message", "the SDK under test"]);
+    let dir = dir
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("resolve {}: {e}", dir.display()));
+    format!("file://{}", dir.display())
+}
+
+/// Builds the Rust plugin project at `project` with the command its README gives
+/// (`cargo build --release`), into a target dir shared by every such project so that the
+/// dependencies build once, and returns the path of the component `NAME.wasm`.
+pub fn build_rust_project(project: &Path, crate_name: &str) -> PathBuf {
+    let target = authors_dir().join("rust-projects");
+    let mut cargo = cargo_for_another_project();
+    cargo
+        .args(["build", "--release"])
+        .current_dir(project)
+        .env("CARGO_TARGET_DIR", &target);
+    run(
+        cargo,
+        &format!("building the Rust project {}", project.display()),
+    );
+    target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", crate_name.replace('-', "_")))
+}

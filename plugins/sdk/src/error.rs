@@ -18,6 +18,23 @@ pub enum ToolError {
     Failed(String),
 }
 
+impl ToolError {
+    /// [`ToolError::InvalidInput`] with `message`.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        ToolError::InvalidInput(message.into())
+    }
+
+    /// [`ToolError::Denied`] with `message`.
+    pub fn denied(message: impl Into<String>) -> Self {
+        ToolError::Denied(message.into())
+    }
+
+    /// [`ToolError::Failed`] with `message`.
+    pub fn failed(message: impl Into<String>) -> Self {
+        ToolError::Failed(message.into())
+    }
+}
+
 impl fmt::Display for ToolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -47,7 +64,7 @@ impl From<DataError> for ToolError {
         match error {
             DataError::Denied(message) => ToolError::Denied(message),
             DataError::Invalid(message) => ToolError::InvalidInput(message),
-            other @ (DataError::Timeout(_) | DataError::Failed(_)) => {
+            other @ (DataError::Timeout(_) | DataError::Failed(_) | DataError::Mismatch(_)) => {
                 ToolError::Failed(other.to_string())
             }
         }

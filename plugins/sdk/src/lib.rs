@@ -39,9 +39,12 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! warden-sdk = { path = "../sdk" }
+//! warden-sdk = { git = "https://github.com/warden-dev/warden" }   # or { path = "..." }
 //! serde = "1"
 //! ```
+//!
+//! `warden plugin new NAME --lang rust` writes such a project, with the dependency by path when
+//! it is made inside a Warden checkout.
 //!
 //! The derive macros themselves come from the [`prelude`]; `schemars` (re-exported by the
 //! prelude under its own name) needs no dependency of its own.
@@ -54,7 +57,10 @@
 //!
 //! # Host capabilities
 //!
-//! [`log`], [`memory`], [`data`] and [`model`] wrap the host's imports. A built component imports
+//! [`log`], [`memory`], [`data`] and [`model`] wrap the host's imports, with serde types: SQL
+//! rows read into structs ([`data::Sql::query_as`]), memory values with their versions
+//! ([`memory::Namespace::get_versioned`]), model answers as JSON ([`model::Response::json`]). Their
+//! errors convert into [`ToolError`], so `?` works in a tool. A built component imports
 //! only the interfaces its code calls, so an operator can see from the `.wasm` alone what a plugin
 //! could ever reach.
 
@@ -100,8 +106,10 @@ pub struct Empty {}
 
 /// Everything a plugin usually needs: `use warden_sdk::prelude::*;`.
 pub mod prelude {
-    pub use crate::log;
-    pub use crate::{Context, ToolError, Tools};
+    pub use crate::data::{Sql, SqlValue};
+    pub use crate::memory::Namespace;
+    pub use crate::{Context, Empty, ToolError, Tools};
+    pub use crate::{log, model};
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
 
@@ -155,7 +163,7 @@ pub mod __private {
     pub mod bindings {
         wit_bindgen::generate!({
             world: "tool-plugin",
-            path: "../../wit",
+            path: "wit",
             pub_export_macro: true,
             export_macro_name: "__export_tool_plugin",
             default_bindings_module: "warden_sdk::__private::bindings",

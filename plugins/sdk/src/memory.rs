@@ -114,6 +114,16 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// A value read with [`Namespace::get_versioned`], and the entry's version, to pass back to
+/// [`Namespace::put_json`] for a compare-and-swap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned<T> {
+    /// The value.
+    pub value: T,
+    /// The entry's version when it was read.
+    pub version: u64,
+}
+
 /// What a [`Namespace::update`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Updated<T> {
@@ -190,6 +200,29 @@ impl Namespace {
         self.get(key)?.map(|entry| entry.value_as()).transpose()
     }
 
+    /// Reads one entry's value as a Rust type, with its version; `None` when the key is not set.
+    ///
+    /// ```ignore
+    /// let memory = Namespace::session()?;
+    /// let seen = memory.get_versioned::<Vec<String>>("seen")?;
+    /// let (mut list, version) = seen.map_or((vec![], 0), |v| (v.value, v.version));
+    /// list.push(input.id);
+    /// memory.put_json("seen", &list, Some(version))?; // MemoryError::Conflict if it changed
+    /// ```
+    pub fn get_versioned<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>, MemoryError> {
+        self.get(key)?
+            .map(|entry| {
+                Ok(Versioned {
+                    value: entry.value_as()?,
+                    version: entry.version,
+                })
+            })
+            .transpose()
+    }
+
     /// Updates one entry with compare-and-swap: reads it, computes the new value from the
     /// current one with `change` (`None` when the key is not set), and writes it only if no
     /// other writer changed the entry meanwhile. On a conflict it reads again and retries, up to
@@ -245,5 +278,56 @@ impl Namespace {
             ))
         })?;
         self.put(key, &json, expected_version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(value: &str) -> Entry {
+        Entry {
+            key: "k".into(),
+            value: value.into(),
+            version: 3,
+            written_by_agent: "a".into(),
+            written_by_tool: "p/t".into(),
+            updated_at_ms: 0,
+        }
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Note {
+        text: String,
+    }
+
+    #[test]
+    fn a_value_reads_as_its_type() {
+        let note: Note = entry(r#"{"text":"hi"}"#).value_as().unwrap();
+        assert_eq!(note, Note { text: "hi".into() });
+    }
+
+    #[test]
+    fn a_value_of_another_shape_names_the_key() {
+        let err = entry(r#"{"txt":"hi"}"#).value_as::<Note>().unwrap_err();
+        let MemoryError::Invalid(message) = &err else {
+            panic!("{err:?}");
+        };
+        assert!(
+            message.contains("`k`") && message.contains("text"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn memory_errors_become_tool_errors() {
+        use crate::ToolError;
+        let denied: ToolError = MemoryError::Denied("grant memory:team:rw".into()).into();
+        assert_eq!(denied, ToolError::Denied("grant memory:team:rw".into()));
+        let conflict: ToolError = MemoryError::Conflict {
+            current_version: Some(4),
+        }
+        .into();
+        assert!(matches!(conflict, ToolError::Failed(m) if m.contains("version 4")));
     }
 }

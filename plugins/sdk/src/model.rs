@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
+
 use crate::__private::bindings::warden::plugin::model as wit;
 
 /// Who wrote a message.
@@ -179,6 +181,67 @@ impl fmt::Display for ModelError {
 
 impl std::error::Error for ModelError {}
 
+impl ToolDefinition {
+    /// A tool whose parameters are the JSON Schema derived from `I`, as [`crate::Tools::tool`]
+    /// derives a tool's input schema.
+    pub fn typed<I: schemars::JsonSchema>(
+        name: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        ToolDefinition {
+            name: name.into(),
+            description: description.into(),
+            parameters: crate::tools::input_schema::<I>(),
+        }
+    }
+}
+
+impl ToolCall {
+    /// The call's arguments as a Rust type; [`ModelError::Invalid`] when the model wrote
+    /// arguments of another shape.
+    pub fn arguments_as<T: DeserializeOwned>(&self) -> Result<T, ModelError> {
+        serde_json::from_str(&self.arguments).map_err(|error| {
+            ModelError::Invalid(format!(
+                "the model's arguments for `{}` do not fit: {error}",
+                self.name
+            ))
+        })
+    }
+}
+
+impl Response {
+    /// The message's text read as JSON into a Rust type, for a model asked to answer in JSON.
+    /// A fenced block (```` ```json ... ``` ````) around the JSON is accepted.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ModelError> {
+        let text = unfence(&self.message.content);
+        serde_json::from_str(text).map_err(|error| {
+            ModelError::Invalid(format!(
+                "the model's answer is not the JSON expected: {error}"
+            ))
+        })
+    }
+}
+
+/// The text inside a Markdown code fence, or the whole text when there is none.
+fn unfence(text: &str) -> &str {
+    let trimmed = text.trim();
+    let Some(rest) = trimmed.strip_prefix("```") else {
+        return trimmed;
+    };
+    let body = rest.split_once('\n').map_or("", |(_, body)| body);
+    body.trim_end().strip_suffix("```").unwrap_or(body).trim()
+}
+
+/// Sends `prompt` as one user message to model alias `model` and returns the answer's text.
+///
+/// ```ignore
+/// let summary = model::ask("fast", format!("Summarise in one line:\n{text}"))?;
+/// ```
+pub fn ask(model: impl Into<String>, prompt: impl Into<String>) -> Result<String, ModelError> {
+    let request = Request::new(model, vec![Message::user(prompt)]);
+    Ok(complete(request)?.message.content)
+}
+
 /// Asks the model behind `request.model` for a completion.
 pub fn complete(request: Request) -> Result<Response, ModelError> {
     wit::complete(&request_to_wit(request))
@@ -263,5 +326,65 @@ fn response_from_wit(response: wit::Response) -> Response {
         backend: response.backend,
         model: response.model,
         finish_reason: response.finish_reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(content: &str) -> Response {
+        Response {
+            message: Message::assistant(content),
+            usage: Usage {
+                input_tokens: 1,
+                output_tokens: 1,
+            },
+            backend: "b".into(),
+            model: "m".into(),
+            finish_reason: "stop".into(),
+        }
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize, schemars::JsonSchema)]
+    struct Verdict {
+        /// Whether it holds.
+        ok: bool,
+    }
+
+    #[test]
+    fn an_answer_reads_as_json_with_or_without_a_fence() {
+        assert_eq!(
+            answer(r#"{"ok":true}"#).json::<Verdict>().unwrap(),
+            Verdict { ok: true }
+        );
+        let fenced = "```json\n{\"ok\": false}\n```\n";
+        assert_eq!(
+            answer(fenced).json::<Verdict>().unwrap(),
+            Verdict { ok: false }
+        );
+        assert!(matches!(
+            answer("yes").json::<Verdict>(),
+            Err(ModelError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_typed_tool_definition_carries_the_derived_schema() {
+        let tool = ToolDefinition::typed::<Verdict>("judge", "Judges.");
+        let schema: serde_json::Value = serde_json::from_str(&tool.parameters).unwrap();
+        assert_eq!(
+            schema["properties"]["ok"]["description"],
+            "Whether it holds."
+        );
+        let call = ToolCall {
+            id: "1".into(),
+            name: "judge".into(),
+            arguments: r#"{"ok":true}"#.into(),
+        };
+        assert_eq!(
+            call.arguments_as::<Verdict>().unwrap(),
+            Verdict { ok: true }
+        );
     }
 }

@@ -66,7 +66,11 @@ impl Tools {
     ///
     /// An input that does not deserialize into `I` is answered with
     /// [`ToolError::InvalidInput`], naming the field that was wrong.
-    pub fn tool<I, O, F>(
+    ///
+    /// `f` is a function or a closure. Its error is a [`ToolError`] or anything that converts
+    /// into one ([`DataError`](crate::data::DataError), [`MemoryError`](crate::memory::MemoryError),
+    /// [`ModelError`](crate::model::ModelError)), so `?` works on every host import.
+    pub fn tool<I, O, E, F>(
         mut self,
         name: impl Into<Cow<'static, str>>,
         description: impl Into<Cow<'static, str>>,
@@ -75,13 +79,14 @@ impl Tools {
     where
         I: DeserializeOwned + JsonSchema,
         O: Serialize + JsonSchema,
-        F: Fn(&Context, I) -> Result<O, ToolError> + 'static,
+        E: Into<ToolError>,
+        F: Fn(&Context, I) -> Result<O, E> + 'static,
     {
         let name = name.into();
         // A function item is zero-sized, so boxing this closure does not allocate.
         let run = move |ctx: &Context, input: &str| {
             let input: I = parse_input(input)?;
-            let output = f(ctx, input)?;
+            let output = f(ctx, input).map_err(Into::into)?;
             serde_json::to_string(&output).map_err(|error| {
                 ToolError::Failed(format!(
                     "the tool's output could not be serialized: {error}"
@@ -195,7 +200,7 @@ fn parse_input<I: DeserializeOwned>(input: &str) -> Result<I, ToolError> {
     })
 }
 
-fn input_schema<I: JsonSchema>() -> String {
+pub(crate) fn input_schema<I: JsonSchema>() -> String {
     schema_json::<I>(SchemaSettings::draft2020_12().for_deserialize())
 }
 
@@ -269,6 +274,34 @@ mod tests {
             .call(&Context::default(), "greet", r#"{"name":"ann","times":2}"#)
             .unwrap();
         assert_eq!(out, r#"{"greeting":"hello ann x2"}"#);
+    }
+
+    #[test]
+    fn a_closure_is_a_tool_and_its_error_converts() {
+        let suffix = String::from("!");
+        let tools = Tools::new()
+            .tool(
+                "shout",
+                "Shouts.",
+                move |_ctx: &Context, input: GreetInput| {
+                    Ok::<_, ToolError>(GreetOutput {
+                        greeting: format!("{}{suffix}", input.name),
+                    })
+                },
+            )
+            .tool(
+                "lookup",
+                "Fails as a data error.",
+                |_ctx: &Context, _: crate::Empty| {
+                    Err::<crate::Empty, _>(crate::data::DataError::Denied("grant crm:ro".into()))
+                },
+            );
+        let out = tools
+            .call(&Context::default(), "shout", r#"{"name":"ann"}"#)
+            .unwrap();
+        assert_eq!(out, r#"{"greeting":"ann!"}"#);
+        let err = tools.call(&Context::default(), "lookup", "{}").unwrap_err();
+        assert_eq!(err, ToolError::Denied("grant crm:ro".into()));
     }
 
     #[test]
