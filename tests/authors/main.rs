@@ -19,3 +19,4 @@ mod toolchains;
 mod examples;
 mod new_project;
 mod refusals;
+mod typed;
