@@ -96,8 +96,8 @@ fn a_rust_component_of_typed_functions_lists_each_function_as_a_tool_with_a_deri
             "ops_centroid",
             "ops_divide",
             "ops_minmax",
-            "ops_styles-of",
             "ops_stylize",
+            "ops_styles-of",
             "version"
         ]
     );
