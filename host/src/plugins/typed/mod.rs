@@ -305,7 +305,7 @@ impl TypedPlugin {
         call: TypedCall<'_>,
     ) -> wasmtime::Result<Result<String, CallError>> {
         let instance = self.pre.instantiate_async(store.as_context_mut()).await?;
-        let Some(func) = instance.get_func(store.as_context_mut(), &call.func.export) else {
+        let Some(func) = instance.get_func(store.as_context_mut(), call.func.export) else {
             wasmtime::bail!("the function of tool `{}` is not exported", call.func.tool);
         };
         let mut results = vec![Val::Bool(false); usize::from(call.func.result.is_some())];
