@@ -96,8 +96,8 @@ fn a_rust_component_of_typed_functions_lists_each_function_as_a_tool_with_a_deri
             "ops_centroid",
             "ops_divide",
             "ops_minmax",
-            "ops_stylize",
             "ops_styles-of",
+            "ops_stylize",
             "version"
         ]
     );
@@ -508,13 +508,11 @@ fn typed_tools_are_served_by_plugin_list_and_over_mcp() {
     let result = &reply(3)["result"];
     assert_eq!(result["isError"], false, "{result:#}");
     assert_eq!(result["content"][0]["text"].as_str().unwrap().trim(), "42");
-    let refused = &reply(4)["result"];
-    assert_eq!(refused["isError"], true, "{refused:#}");
+    // Invalid arguments are a protocol error (-32602) naming the field, before any wasm runs.
+    let refused = &reply(4)["error"];
+    assert_eq!(refused["code"], -32602, "{refused:#}");
     assert!(
-        refused["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("/a"),
+        refused["message"].as_str().unwrap().contains("field `/a`"),
         "{refused:#}"
     );
 }

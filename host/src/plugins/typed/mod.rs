@@ -7,7 +7,8 @@
 //! with one tool name, or a name past 64 bytes, refuse the plugin.
 //!
 //! Exports in the `wasi:` namespace are interfaces the host calls in other worlds, not tools;
-//! they are left out (and a `wasi:cli/run` command is refused as one).
+//! they are left out (and a `wasi:cli/run` command is refused as one), and so is
+//! componentize-py's build-time hook `exports#init`.
 
 mod convert;
 mod schema;
@@ -114,6 +115,10 @@ pub(super) fn discover(
             ComponentItem::ComponentInstance(instance) if !export.starts_with("wasi:") => {
                 for (name, inner) in instance.exports(engine) {
                     match inner.ty {
+                        // componentize-py leaves its build-time hook `exports#init` in every
+                        // component; calling it would re-initialise the interpreter.
+                        ComponentItem::ComponentFunc(_)
+                            if export == "exports" && name == "init" => {}
                         ComponentItem::ComponentFunc(func) => {
                             found.push((Some(export.to_string()), name.to_string(), func));
                         }
