@@ -20,3 +20,4 @@ mod examples;
 mod new_project;
 mod refusals;
 mod rust_sdk;
+mod typed;

@@ -357,4 +357,45 @@ pub fn build_rust_project(project: &Path, crate_name: &str) -> PathBuf {
     target
         .join("wasm32-wasip2/release")
         .join(format!("{}.wasm", crate_name.replace('-', "_")))
+
+/// Builds the Rust workspace at `dir` (relative to the repository root; components written with
+/// wit-bindgen directly, each member a cdylib) for wasm32-wasip2, unless the build is up to date,
+/// and returns the component of its member crate `package` (`typed-calc` is
+/// `target/authors/built/typed_calc.wasm`). The build runs on a copy, so no `Cargo.lock` is
+/// written into the repository, in a target dir kept across runs.
+pub fn build_rust_workspace(dir: &str, package: &str) -> PathBuf {
+    let src = repo_root().join(dir);
+    let built = authors_dir().join("built");
+    let key = dir.replace(['/', '\\'], "-");
+    let stamp_file = built.join(format!("{key}.inputs"));
+    let out = built.join(format!("{}.wasm", package.replace('-', "_")));
+    let _lock = Lock::acquire(&format!("build-{key}"));
+    let stamp = fingerprint(&src).expect("read the workspace's sources");
+    if out.is_file() && fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) {
+        return out;
+    }
+    let work = authors_dir().join("work").join(&key);
+    if work.exists() {
+        fs::remove_dir_all(&work).unwrap_or_else(|e| panic!("remove {}: {e}", work.display()));
+    }
+    copy_tree(&src, &work).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    let target = authors_dir().join("rust-components");
+    let mut cargo = cargo_for_another_project();
+    cargo
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(&work)
+        .env("CARGO_TARGET_DIR", &target);
+    run(cargo, &format!("building the Rust workspace {dir}"));
+    fs::create_dir_all(&built).expect("create target/authors/built");
+    let release = target.join("wasm32-wasip2/release");
+    for entry in fs::read_dir(&release).expect("read the release folder") {
+        let path = entry.expect("a release entry").path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let name = path.file_name().expect("a file name");
+            fs::copy(&path, built.join(name)).expect("copy a built component");
+        }
+    }
+    assert!(out.is_file(), "{} was not built", out.display());
+    fs::write(&stamp_file, stamp).expect("stamp the build");
+    out
 }

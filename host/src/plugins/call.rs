@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::typed::{TypedCall, TypedPlugin};
 use super::{PluginInner, Tool, tools};
 use crate::bindings::{CallContext, ToolError, ToolPluginPre};
 use crate::capabilities::CallGrants;
@@ -122,23 +123,59 @@ pub(super) async fn list_tools(
     tools::tools_from_specs(plugin, specs)
 }
 
-/// Runs one validated call in a fresh instance.
-pub(super) async fn invoke(
-    target: &PluginInner,
+/// What one call runs: the contract's `call` with the input text, or a typed function with its
+/// converted arguments.
+pub(super) enum Invocation<'a> {
+    /// `call(ctx, tool, input)` of a contract plugin.
+    Contract(&'a ToolPluginPre<CallState>, &'a str),
+    /// A typed function.
+    Typed(&'a TypedPlugin, TypedCall<'a>),
+}
+
+/// The tool's own refusal or failure, as the caller sees it.
+fn tool_error(error: ToolError) -> CallError {
+    match error {
+        ToolError::InvalidInput(m) => CallError::invalid_input(m),
+        ToolError::Denied(m) => CallError::new(ErrorKind::Denied, m),
+        ToolError::Failed(m) => CallError::tool_failed(m),
+    }
+}
+
+/// Instantiates a contract plugin in `store` and runs its `call`. The outer error is wasmtime's
+/// (a trap, a limit); the inner one is the tool's own answer.
+async fn call_contract(
+    pre: &ToolPluginPre<CallState>,
+    store: &mut Store<CallState>,
+    identity: &CallIdentity,
     tool: &str,
     input: &str,
-    identity: &CallIdentity,
-    limits: &CallLimits,
-    grants: &CallGrants,
-) -> Result<String, CallError> {
-    let (engine, pre, plugin) = (&target.engine, &target.pre, target.name.as_str());
+) -> wasmtime::Result<Result<String, CallError>> {
     let ctx = CallContext {
         tenant: identity.tenant.clone(),
         agent: identity.agent.clone(),
         session: identity.session.clone(),
         call_id: identity.call_id.clone(),
     };
-    let (tool_name, input_text) = (tool.to_string(), input.to_string());
+    // The bindings take the contract's `json` alias as a `String`.
+    let input = input.to_string();
+    let instance = pre.instantiate_async(&mut *store).await?;
+    let answer = instance
+        .warden_plugin_tool()
+        .call_call(&mut *store, &ctx, tool, &input)
+        .await?;
+    Ok(answer.map_err(tool_error))
+}
+
+/// Runs one validated call in a fresh instance.
+pub(super) async fn invoke(
+    target: &PluginInner,
+    tool: &str,
+    invocation: Invocation<'_>,
+    identity: &CallIdentity,
+    limits: &CallLimits,
+    grants: &CallGrants,
+) -> Result<String, CallError> {
+    let (engine, plugin) = (&target.engine, target.name.as_str());
     let mut store = new_store(
         engine,
         plugin,
@@ -152,11 +189,12 @@ pub(super) async fn invoke(
     let outcome = tokio::time::timeout(
         Duration::from_millis(limits.timeout_ms) + HOST_WAIT_GRACE,
         async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
-                .warden_plugin_tool()
-                .call_call(&mut store, &ctx, &tool_name, &input_text)
-                .await
+            match invocation {
+                Invocation::Contract(pre, input) => {
+                    call_contract(pre, &mut store, identity, tool, input).await
+                }
+                Invocation::Typed(typed, call) => typed.call(&mut store, call).await,
+            }
         },
     )
     .await;
@@ -179,11 +217,7 @@ pub(super) async fn invoke(
             ),
         )),
         Ok(Err(e)) => Err(trap_error(e, &store, limits, engine)),
-        Ok(Ok(Err(tool_error))) => Err(match tool_error {
-            ToolError::InvalidInput(m) => CallError::invalid_input(m),
-            ToolError::Denied(m) => CallError::new(ErrorKind::Denied, m),
-            ToolError::Failed(m) => CallError::tool_failed(m),
-        }),
+        Ok(Ok(Err(refused))) => Err(refused),
         Ok(Ok(Ok(output))) => check_output(output, limits),
     };
     forward_stdio(&store);

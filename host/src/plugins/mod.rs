@@ -1,6 +1,10 @@
 //! Plugins: loading a component (checking what it is, compiling it through the cache, checking
 //! its imports and exports), asking it for its tools, and calling them.
 //!
+//! A plugin is of one of two kinds: a component of the `tool-plugin` contract, which lists its
+//! own tools, or a component that exports ordinary typed functions, each of which becomes a tool
+//! with a schema derived from its WIT types ([`typed`]).
+//!
 //! Loading refuses, with a message that says what is wrong, anything that is not a component,
 //! a component of another world, and a component importing what this host does not provide.
 
@@ -8,6 +12,7 @@ pub mod builtin;
 mod call;
 pub mod inspect;
 mod tools;
+mod typed;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -53,9 +58,17 @@ struct PluginInner {
     name: String,
     sha256: String,
     engine: WardenEngine,
-    pre: ToolPluginPre<CallState>,
+    kind: Kind,
     tools: Vec<Tool>,
     imports: Vec<String>,
+}
+
+/// How the host calls a plugin's tools.
+enum Kind {
+    /// A component of the contract: `call(ctx, tool, input)`.
+    Contract(ToolPluginPre<CallState>),
+    /// A component of typed functions, one per tool.
+    Typed(typed::TypedPlugin),
 }
 
 /// A component's imports and exports, read without running it.
@@ -136,25 +149,38 @@ impl Plugin {
         limits: &CallLimits,
     ) -> Result<Plugin, CallError> {
         let shape = shape(engine, component);
-        check_exports(name, &shape)?;
+        let typed = match check_exports(name, &shape) {
+            Ok(()) => None,
+            Err(refusal) => Some(typed_or(engine, name, component, &shape, refusal)?),
+        };
         check_imports(name, &shape)?;
         let instance_pre = engine.linker().instantiate_pre(component).map_err(|e| {
             CallError::unusable(format!(
                 "plugin `{name}` cannot be linked against this host: {e:#}"
             ))
         })?;
-        let pre = ToolPluginPre::new(instance_pre).map_err(|e| {
-            CallError::unusable(format!(
-                "plugin `{name}` exports `{TOOL_EXPORT}` with a shape that does not match the contract: {e:#}"
-            ))
-        })?;
-        let tools = call::list_tools(engine, &pre, name, limits).await?;
+        let (kind, tools) = match typed {
+            None => {
+                let pre = ToolPluginPre::new(instance_pre).map_err(|e| {
+                    CallError::unusable(format!(
+                        "plugin `{name}` exports `{TOOL_EXPORT}` with a shape that does not match the contract: {e:#}"
+                    ))
+                })?;
+                let tools = call::list_tools(engine, &pre, name, limits).await?;
+                (Kind::Contract(pre), tools)
+            }
+            Some(mut found) => {
+                // The specs go through the same caps and schema compilation as a `list-tools`.
+                let tools = tools::tools_from_specs(name, std::mem::take(&mut found.specs))?;
+                (Kind::Typed(found.link(instance_pre)), tools)
+            }
+        };
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 name: name.to_string(),
                 sha256,
                 engine: engine.clone(),
-                pre,
+                kind,
                 tools,
                 imports: shape.imports,
             }),
@@ -275,7 +301,11 @@ impl Plugin {
         let value: serde_json::Value = serde_json::from_str(input)
             .map_err(|e| CallError::invalid_input(format!("the input is not valid JSON: {e}")))?;
         spec.validate(&value)?;
-        let output = call::invoke(&self.inner, tool, input, identity, limits, grants)
+        let invocation = match &self.inner.kind {
+            Kind::Contract(pre) => call::Invocation::Contract(pre, input),
+            Kind::Typed(plugin) => call::Invocation::Typed(plugin, plugin.prepare(tool, &value)?),
+        };
+        let output = call::invoke(&self.inner, tool, invocation, identity, limits, grants)
             .await
             .map_err(|e| blame_unhandled_tool(&self.inner.name, tool, e))?;
         spec.check_output(&self.inner.name, &output)?;
@@ -467,6 +497,28 @@ fn check_exports(name: &str, shape: &ComponentShape) -> Result<(), CallError> {
         "plugin `{name}` does not export `{TOOL_EXPORT}` (it exports {found}); a Warden plugin is a \
          component of the `tool-plugin` world in wit/"
     )))
+}
+
+/// A component without the contract's export: served as typed functions unless it is a
+/// component of a wrong contract version (`refusal`, kept as it is) or a `wasi:cli` command.
+fn typed_or(
+    engine: &WardenEngine,
+    name: &str,
+    component: &Component,
+    shape: &ComponentShape,
+    refusal: CallError,
+) -> Result<typed::Discovered, CallError> {
+    if shape
+        .exports
+        .iter()
+        .any(|e| e.starts_with("warden:plugin/tool@"))
+    {
+        return Err(refusal);
+    }
+    if let Some(command) = typed::refuse_command(name, &shape.exports) {
+        return Err(command);
+    }
+    typed::discover(engine.engine(), name, component, &shape.exports)
 }
 
 fn check_imports(name: &str, shape: &ComponentShape) -> Result<(), CallError> {
