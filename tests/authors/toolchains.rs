@@ -314,3 +314,14 @@ pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Removes from `cmd` the settings `cargo test` passes to its children that describe the host's
+/// build, as [`cargo_for_another_project`] does, for a `warden` that runs cargo on another
+/// project (`warden plugin build`).
+pub fn without_host_build_env(cmd: &mut Command) {
+    for (key, value) in cargo_for_another_project().get_envs() {
+        if value.is_none() {
+            cmd.env_remove(key);
+        }
+    }
+}
