@@ -148,7 +148,7 @@ fn rust_env() -> Vec<(&'static str, std::ffi::OsString)> {
     )]
 }
 
-fn borrowed(env: &[(&'static str, std::ffi::OsString)]) -> Vec<(&'static str, &OsStr)> {
+fn borrowed<'a>(env: &'a [(&'static str, std::ffi::OsString)]) -> Vec<(&'static str, &'a OsStr)> {
     env.iter().map(|(k, v)| (*k, v.as_os_str())).collect()
 }
 

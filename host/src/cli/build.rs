@@ -13,7 +13,6 @@
 //! to install, or the build failed), 1 when Warden itself failed (an I/O error).
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -648,7 +647,12 @@ fn shown(cmd: &Command) -> String {
     text
 }
 
-fn spawn_error(program: &OsString, tool: &str, install: &str, e: std::io::Error) -> CallError {
+fn spawn_error(
+    program: &std::ffi::OsStr,
+    tool: &str,
+    install: &str,
+    e: std::io::Error,
+) -> CallError {
     if e.kind() == std::io::ErrorKind::NotFound {
         CallError::unusable(format!(
             "`{tool}` was not found (tried to run {}); {install}",
@@ -711,7 +715,7 @@ fn run_streamed(mut cmd: Command, tool: &str, install: &str) -> Result<(), CallE
     }
     let how = match status.code() {
         Some(code) => format!("exit code {code}"),
-        None => format!("{status}"),
+        None => status.to_string(),
     };
     let tail = tail.lock().map(|tail| tail.clone()).unwrap_or_default();
     let mut message = format!("the build failed: `{display}` ended with {how}");
