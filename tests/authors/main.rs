@@ -16,6 +16,7 @@ mod common;
 #[allow(dead_code)]
 mod toolchains;
 
+mod build;
 mod examples;
 mod new_project;
 mod refusals;

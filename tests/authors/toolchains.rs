@@ -399,3 +399,14 @@ pub fn build_rust_workspace(dir: &str, package: &str) -> PathBuf {
     fs::write(&stamp_file, stamp).expect("stamp the build");
     out
 }
+
+/// Removes from `cmd` the settings `cargo test` passes to its children that describe the host's
+/// build, as [`cargo_for_another_project`] does, for a `warden` that runs cargo on another
+/// project (`warden plugin build`).
+pub fn without_host_build_env(cmd: &mut Command) {
+    for (key, value) in cargo_for_another_project().get_envs() {
+        if value.is_none() {
+            cmd.env_remove(key);
+        }
+    }
+}

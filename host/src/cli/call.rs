@@ -16,16 +16,25 @@ use crate::host::{CallId, CallRequest, HostOptions, PluginSelection, WardenHost}
 /// Arguments of `warden call`.
 #[derive(Debug, Args)]
 pub(super) struct CallArgs {
-    /// The plugin: a .wasm file, or with --config the name of a configured plugin.
+    /// The plugin: a .wasm file, a plugin project's folder (built first, as `warden plugin build`
+    /// does), or with --config the name of a configured plugin.
     plugin: String,
     /// The tool to call.
     tool: String,
+    #[command(flatten)]
+    options: CallOptions,
+}
+
+/// Everything `warden call` takes besides the plugin and the tool; `warden plugin test` takes
+/// the same, so that the two calls behave alike.
+#[derive(Debug, Args)]
+pub(super) struct CallOptions {
     /// The input as JSON, or `-` to read it from stdin.
     #[arg(long, default_value = "{}")]
     input: String,
     /// The operator's config: the plugin is then a name from [plugins], called with an agent's rights.
     #[arg(long, env = "WARDEN_CONFIG")]
-    config: Option<PathBuf>,
+    pub(super) config: Option<PathBuf>,
     /// The agent whose grants and limits the call runs with (needs --config).
     #[arg(long)]
     agent: Option<String>,
@@ -41,7 +50,28 @@ pub(super) struct CallArgs {
     engine: EngineArgs,
 }
 
+/// The plugin a call goes to.
+pub(super) enum Target {
+    /// A component file: called with nothing granted, or with --config as the configured
+    /// plugin whose `path` it is.
+    File(PathBuf),
+    /// A plugin configured under this name in the --config.
+    Configured(String),
+}
+
 pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
+    let target = if args.options.config.is_some() {
+        Target::Configured(args.plugin)
+    } else if Path::new(&args.plugin).is_dir() {
+        Target::File(super::build::build_project(Path::new(&args.plugin))?.path)
+    } else {
+        Target::File(PathBuf::from(args.plugin))
+    };
+    call(target, args.tool, args.options).await
+}
+
+/// Calls `tool` of `target` once, as `warden call` does, and prints its output.
+pub(super) async fn call(target: Target, tool: String, args: CallOptions) -> Result<(), CallError> {
     let input = read_input(&args.input)?;
     let engine = args.engine.engine()?;
     let mut options = HostOptions {
@@ -56,7 +86,11 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
                 "--agent and --session need --config: agents are defined in warden.toml",
             ));
         }
-        let (host, plugin) = WardenHost::for_file(engine, Path::new(&args.plugin), options).await?;
+        let path = match target {
+            Target::File(path) => path,
+            Target::Configured(name) => PathBuf::from(name),
+        };
+        let (host, plugin) = WardenHost::for_file(engine, &path, options).await?;
         let output = host
             .call(CallRequest {
                 tenant: "local".into(),
@@ -64,7 +98,7 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
                 session: "cli".into(),
                 call_id: CallId::new(),
                 plugin,
-                tool: args.tool,
+                tool,
                 input,
             })
             .await?;
@@ -79,8 +113,12 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
             config.agents.keys().cloned().collect::<Vec<_>>().join(", ")
         )));
     };
+    let plugin = match target {
+        Target::Configured(name) => name,
+        Target::File(path) => configured_name(&config, config_path, &path)?,
+    };
     // A one-shot call loads only the plugin it calls.
-    options.plugins = PluginSelection::Only([args.plugin.clone()].into());
+    options.plugins = PluginSelection::Only([plugin.clone()].into());
     let session = match args.session {
         Some(id) => {
             // Checked here for a clear message; the host checks the session is stored and the
@@ -102,12 +140,38 @@ pub(super) async fn run(args: CallArgs) -> Result<(), CallError> {
             agent,
             session,
             call_id: CallId::new(),
-            plugin: args.plugin,
-            tool: args.tool,
+            plugin,
+            tool,
             input,
         })
         .await?;
     print_output(output)
+}
+
+/// The name under which `config` configures the component at `path`.
+fn configured_name(
+    config: &crate::config::WardenConfig,
+    config_path: &Path,
+    path: &Path,
+) -> Result<String, CallError> {
+    let wanted = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    config
+        .plugins
+        .iter()
+        .find(|(_, plugin)| {
+            let configured = config.resolve(&plugin.path);
+            std::fs::canonicalize(&configured).unwrap_or(configured) == wanted
+        })
+        .map(|(name, _)| name.clone())
+        .ok_or_else(|| {
+            CallError::invalid_input(format!(
+                "no plugin in {} has the path {}; add it as `[plugins.NAME]` with \
+                 `path = \"{}\"`, or leave out --config to call it with nothing granted",
+                config_path.display(),
+                wanted.display(),
+                wanted.display()
+            ))
+        })
 }
 
 fn read_input(arg: &str) -> Result<String, CallError> {

@@ -3,6 +3,7 @@
 
 mod agent;
 mod audit;
+mod build;
 mod call;
 mod config;
 mod fleet;
@@ -79,6 +80,10 @@ enum PluginCommand {
     List(list::ListArgs),
     /// Create a plugin project (Rust, Python or JS) with one example tool, ready to build.
     New(new::NewArgs),
+    /// Build a plugin project (Rust, Python or JS) with its toolchain; print the .wasm's path.
+    Build(build::BuildArgs),
+    /// Build a plugin project, then call one of its tools as `warden call` does.
+    Test(Box<build::TestArgs>),
 }
 
 /// Engine settings shared by the commands that run plugins.
@@ -188,6 +193,8 @@ pub fn main() -> ExitCode {
             Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
             Command::Plugin(PluginCommand::List(args)) => list::run(args).await,
             Command::Plugin(PluginCommand::New(args)) => new::run(args),
+            Command::Plugin(PluginCommand::Build(args)) => build::run(args),
+            Command::Plugin(PluginCommand::Test(args)) => build::test(*args).await,
             Command::Config(command) => config::run(command),
             Command::Audit(command) => audit::run(command).await,
             Command::Agent(command) => agent::run(command).await,
@@ -231,13 +238,23 @@ fn print_stdout(text: &str) -> Result<(), CallError> {
     }
 }
 
-/// Tells a person at a terminal that a plugin is being compiled, which takes seconds for a big
-/// one; silent for scripts.
+/// Says on stderr that a plugin is being compiled. The engine calls it only for a compile that
+/// is still running after a second ([`crate::engine::SLOW_COMPILE`]), so it is printed whether
+/// or not stderr is a terminal: a script or an MCP client's log then shows why a start took
+/// seconds, and a fast or cached start prints nothing. Never stdout, which `warden mcp` speaks
+/// its protocol on.
 fn compile_progress(name: &str, size: usize) {
-    if std::io::stderr().is_terminal() {
-        eprintln!(
-            "compiling plugin `{name}` ({:.1} MB); this happens once, later starts use the cache",
-            size as f64 / 1e6
-        );
+    eprintln!(
+        "compiling plugin `{name}` ({}); this happens once, later starts use the cache",
+        human_size(size as u64)
+    );
+}
+
+/// A size for people: `84.3 KB`, `18.2 MB` (decimal units).
+fn human_size(bytes: u64) -> String {
+    if bytes < 1_000_000 {
+        format!("{:.1} KB", bytes as f64 / 1e3)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
     }
 }

@@ -97,9 +97,7 @@ impl CompileCache {
                 },
             }
         }
-        on_compile();
-        let compiled = engine
-            .precompile_component(bytes)
+        let compiled = super::noting_slow(|| engine.precompile_component(bytes), on_compile)
             .map_err(|e| compile_error(&e))?;
         if folder_trusted && let Err(e) = self.store(&path, &compiled) {
             tracing::warn!(

@@ -17,6 +17,9 @@ use crate::capabilities;
 use crate::error::CallError;
 use crate::sandbox::CallState;
 
+/// How long a compile runs before the engine's `on_compile` is told it is a slow one.
+pub const SLOW_COMPILE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How often the epoch advances. A call's wall-time limit is enforced to within this period.
 pub const EPOCH_TICK_MS: u64 = 5;
 
@@ -123,8 +126,9 @@ impl WardenEngine {
         &self.inner.linker
     }
 
-    /// Compiles `bytes`, or loads the compiled form from the cache. `on_compile` runs before a
-    /// compile that the cache could not spare, so a caller can say that this may take a while.
+    /// Compiles `bytes`, or loads the compiled form from the cache. `on_compile` runs when a
+    /// compile that the cache could not spare is still running after [`SLOW_COMPILE`], so a
+    /// caller can say that this takes a while; a fast or cached compile never calls it.
     pub fn compile(
         &self,
         bytes: &[u8],
@@ -133,12 +137,34 @@ impl WardenEngine {
     ) -> Result<Component, CallError> {
         match &self.inner.cache {
             Some(cache) => cache.get_or_compile(&self.inner.engine, bytes, sha256, on_compile),
-            None => {
-                on_compile();
-                Component::new(&self.inner.engine, bytes).map_err(|e| cache::compile_error(&e))
-            }
+            None => noting_slow(
+                || Component::new(&self.inner.engine, bytes).map_err(|e| cache::compile_error(&e)),
+                on_compile,
+            ),
         }
     }
+}
+
+/// Runs `work` on a thread of its own and calls `on_slow` on this one if `work` has not ended
+/// after [`SLOW_COMPILE`]. `on_slow` stays on the caller's thread because it borrows the
+/// caller's state; the notice comes while the compile runs, not after it.
+pub(crate) fn noting_slow<T: Send>(work: impl FnOnce() -> T + Send, on_slow: impl FnOnce()) -> T {
+    std::thread::scope(|scope| {
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        let worker = scope.spawn(move || {
+            let result = work();
+            let _ = done.send(());
+            result
+        });
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(SLOW_COMPILE)
+        {
+            on_slow();
+        }
+        match worker.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 /// Explains a component that the instance pool cannot hold, or returns `None` for any other

@@ -89,7 +89,8 @@ impl PluginSelection {
     }
 }
 
-/// Told a plugin's name and size before a compile the cache could not spare.
+/// Told a plugin's name and size when a compile the cache could not spare is still running
+/// after a second ([`crate::engine::SLOW_COMPILE`]).
 pub type CompileProgress = Arc<dyn Fn(&str, usize) + Send + Sync>;
 
 /// How a host is built, besides its config.
@@ -101,7 +102,7 @@ pub struct HostOptions {
     pub limits: LimitOverrides,
     /// Which plugins to load.
     pub plugins: PluginSelection,
-    /// Progress for slow compiles, for a front end at a terminal.
+    /// Told of a compile still running after a second, so a front end can say why it waits.
     pub on_compile: Option<CompileProgress>,
 }
 

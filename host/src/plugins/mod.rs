@@ -98,8 +98,9 @@ impl Plugin {
         Self::from_bytes_with_limits(engine, &plugin_name(path), &bytes, None, limits, |_| {}).await
     }
 
-    /// Loads a component from its bytes. `on_compile` is told the plugin's size before a compile
-    /// the cache could not spare, so a front end can show progress.
+    /// Loads a component from its bytes. `on_compile` is told the plugin's size when a compile
+    /// the cache could not spare is still running after a second
+    /// ([`crate::engine::SLOW_COMPILE`]), so a front end can say why it waits.
     pub async fn from_bytes(
         engine: &WardenEngine,
         name: &str,
