@@ -17,5 +17,6 @@ mod common;
 mod toolchains;
 
 mod examples;
+mod exceptions;
 mod new_project;
 mod refusals;

@@ -6,6 +6,7 @@
 
 pub mod builtin;
 mod call;
+mod guest_errors;
 pub mod inspect;
 mod tools;
 
