@@ -41,7 +41,7 @@ fn assert_uses_the_helper(project: &Path, app: &str, helper: &str, import: &str)
     let helper_text = std::fs::read_to_string(project.join(helper))
         .unwrap_or_else(|e| panic!("the helper {helper}: {e}"));
     assert!(
-        helper_text.contains("unknown tool `"),
+        helper_text.contains("this plugin offers"),
         "{helper} does not answer unknown tools"
     );
     let app_text = std::fs::read_to_string(project.join(app)).expect("the app");
