@@ -74,8 +74,7 @@ fn js_exception(stderr: &str) -> Option<String> {
     let line = stderr
         .lines()
         .map(clip)
-        .filter(|line| line.contains(RECEIVED) && line.contains(SPECIFIED))
-        .last()?;
+        .rfind(|line| line.contains(RECEIVED) && line.contains(SPECIFIED))?;
     let start = line.find(RECEIVED)? + RECEIVED.len();
     let end = line.rfind(SPECIFIED)?;
     let thrown = line.get(start..end)?.trim();
