@@ -18,6 +18,7 @@ mod toolchains;
 
 mod build;
 mod examples;
+mod exceptions;
 mod new_project;
 mod refusals;
 mod rust_sdk;

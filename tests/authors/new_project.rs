@@ -36,6 +36,21 @@ fn assert_readme_builds_with(project: &Path, command: &str) {
     );
 }
 
+/// Asserts that the project ships the helper module `helper` and that `app` imports it.
+fn assert_uses_the_helper(project: &Path, app: &str, helper: &str, import: &str) {
+    let helper_text = std::fs::read_to_string(project.join(helper))
+        .unwrap_or_else(|e| panic!("the helper {helper}: {e}"));
+    assert!(
+        helper_text.contains("this plugin offers"),
+        "{helper} does not answer unknown tools"
+    );
+    let app_text = std::fs::read_to_string(project.join(app)).expect("the app");
+    assert!(
+        app_text.contains(import),
+        "{app} does not use {helper}:\n{app_text}"
+    );
+}
+
 fn greet(component: &Path) -> Run {
     warden(&[
         "call".as_ref(),
@@ -89,6 +104,12 @@ fn a_new_python_project_builds_and_its_tool_answers() {
     let project = new_project(tmp.path(), "py-greeter", "python");
     let command = "componentize-py -d wit -w py-greeter componentize app -o py-greeter.wasm";
     assert_readme_builds_with(&project, command);
+    assert_uses_the_helper(
+        &project,
+        "app.py",
+        "warden_tools.py",
+        "from warden_tools import",
+    );
 
     let mut build = Command::new("sh");
     build
@@ -105,6 +126,12 @@ fn a_new_js_project_builds_and_its_tool_answers() {
     let tmp = tempfile::tempdir().expect("a temporary folder");
     let project = new_project(tmp.path(), "js-greeter", "js");
     assert_readme_builds_with(&project, "npm install && npm run build");
+    assert_uses_the_helper(
+        &project,
+        "app.js",
+        "warden-tools.js",
+        "from \"./warden-tools.js\"",
+    );
 
     // `npm install` would download componentize-js (hundreds of MB) again for each run; the
     // shared install stands in for it, and `npm run build` runs the project's own script.

@@ -73,6 +73,10 @@ const RUST_TEMPLATES: &[(&str, &str)] = &[
 const PYTHON_TEMPLATES: &[(&str, &str)] = &[
     ("app.py", include_str!("../../templates/python/app.py.tmpl")),
     (
+        "warden_tools.py",
+        include_str!("../../templates/python/warden_tools.py.tmpl"),
+    ),
+    (
         "README.md",
         include_str!("../../templates/python/README.md.tmpl"),
     ),
@@ -80,6 +84,10 @@ const PYTHON_TEMPLATES: &[(&str, &str)] = &[
 
 const JS_TEMPLATES: &[(&str, &str)] = &[
     ("app.js", include_str!("../../templates/js/app.js.tmpl")),
+    (
+        "warden-tools.js",
+        include_str!("../../templates/js/warden-tools.js.tmpl"),
+    ),
     (
         "package.json",
         include_str!("../../templates/js/package.json.tmpl"),

@@ -366,6 +366,9 @@ fn trap_error(
         );
     }
     let (stderr, _) = state.stderr.text();
+    if let Some(exception) = super::guest_errors::uncaught_exception(&stderr) {
+        return CallError::tool_failed(format!("the plugin raised {exception}"));
+    }
     match panic_message(&stderr) {
         Some(panic) => CallError::tool_failed(format!("the plugin panicked: {panic}")),
         None => CallError::tool_failed(format!("the plugin trapped: {}", trap_cause(&e))),

@@ -10,6 +10,7 @@
 
 pub mod builtin;
 mod call;
+mod guest_errors;
 pub mod inspect;
 mod tools;
 mod typed;
