@@ -145,7 +145,10 @@ fn scalars_floats_chars_and_strings() {
         "",
         r#"(param "ok" bool) (param "x" f64) (param "y" f32) (param "c" char) (param "s" string)"#,
     );
-    assert_eq!(f.param(0), json!({"type": "boolean"}));
+    assert_eq!(
+        f.param(0),
+        json!({"type": "boolean", "description": "bool"})
+    );
     assert_eq!(f.param(1)["anyOf"][0], json!({"type": "number"}));
     assert_eq!(
         f.param(1)["anyOf"][1],
@@ -204,13 +207,12 @@ fn records_leave_option_fields_out_of_required_and_refuse_unknown_fields() {
     assert_eq!(p["type"], "object");
     assert_eq!(p["required"], json!(["x", "y"]));
     assert_eq!(p["additionalProperties"], false);
-    assert_eq!(p["description"], "WIT record `point`");
     assert_eq!(p["properties"]["x"]["minimum"], json!(i32::MIN));
     assert_eq!(
         p["properties"]["label"]["anyOf"],
         json!([{"type": "string"}, {"type": "null"}])
     );
-    assert_eq!(f.output_schema()["description"], "WIT record `point`");
+    assert_eq!(f.output_schema()["required"], json!(["x", "y"]));
 
     let vals = f.round_trip(json!({"p": {"x": 1, "y": -2, "label": "a"}}));
     assert_eq!(vals[1], Val::Option(None));
@@ -245,7 +247,7 @@ fn variants_enums_and_flags() {
                "required": ["circle"], "additionalProperties": false})
     );
     assert_eq!(s["oneOf"][2], json!({"const": "empty"}));
-    assert!(s["description"].as_str().unwrap().contains("`shape`"));
+    assert!(s["description"].as_str().unwrap().contains("WIT variant"));
     assert_eq!(
         f.param(1),
         json!({"type": "string", "enum": ["red", "green", "blue"], "description": "WIT enum `color`"})
@@ -323,7 +325,7 @@ fn lists_tuples_options_and_results() {
     // The output is the `ok` payload: a list of points.
     let out = f.output_schema();
     assert_eq!(out["type"], "array");
-    assert_eq!(out["items"]["description"], "WIT record `point`");
+    assert_eq!(out["items"]["required"], json!(["x", "y"]));
 
     let full = |o: Value| json!({"l": [0, 255], "t": ["a", 1, true], "o": o, "r": {"ok": {"x": 1, "y": 2}}, "u": {"ok": null}});
     f.round_trip(full(json!(null)));
@@ -458,10 +460,23 @@ fn types_nested_too_deep_and_handles_are_found() {
 
 #[test]
 fn wit_text_names_exported_types() {
-    let f = func(
+    // Exported types are named by the component's exports; imported ones, as here, are added.
+    let mut f = func(
         SHAPES,
         r#"(param "a" (list $p)) (result (result (option $s) (error string)))"#,
     );
+    let Type::List(list) = &f.params[0].1 else {
+        panic!("{:?}", f.params)
+    };
+    let point = list.ty();
+    let Some(Type::Result(result)) = &f.result else {
+        panic!("{:?}", f.result)
+    };
+    let Some(Type::Option(option)) = result.ok() else {
+        panic!("{result:?}")
+    };
+    f.names.add_type("point", point);
+    f.names.add_type("shape", option.ty());
     assert_eq!(schema::wit_text(&f.params[0].1, &f.names), "list<point>");
     assert_eq!(
         schema::wit_text(f.result.as_ref().unwrap(), &f.names),
