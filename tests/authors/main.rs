@@ -17,6 +17,7 @@ mod common;
 mod toolchains;
 
 mod build;
+mod docs;
 mod examples;
 mod exceptions;
 mod new_project;

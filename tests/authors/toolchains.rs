@@ -357,6 +357,7 @@ pub fn build_rust_project(project: &Path, crate_name: &str) -> PathBuf {
     target
         .join("wasm32-wasip2/release")
         .join(format!("{}.wasm", crate_name.replace('-', "_")))
+}
 
 /// Builds the Rust workspace at `dir` (relative to the repository root; components written with
 /// wit-bindgen directly, each member a cdylib) for wasm32-wasip2, unless the build is up to date,

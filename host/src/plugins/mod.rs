@@ -336,7 +336,9 @@ fn blame_unhandled_tool(plugin: &str, tool: &str, error: CallError) -> CallError
     ))
 }
 
-/// Whether a plugin's invalid-input message says that `tool` is not one of its tools.
+/// Whether a plugin's invalid-input message says that `tool` is not one of its tools: a phrase
+/// such as "unknown tool" followed by that very name. A message that names some other unknown
+/// tool (a tool whose input names tools, and which then lists what the plugin offers) is not one.
 fn rejects_tool_as_unknown(message: &str, tool: &str) -> bool {
     const PHRASES: &[&str] = &[
         "unknown tool",
@@ -346,7 +348,14 @@ fn rejects_tool_as_unknown(message: &str, tool: &str) -> bool {
         "no tool named",
     ];
     let lower = message.to_ascii_lowercase();
-    PHRASES.iter().any(|p| lower.contains(p)) && message.contains(tool)
+    PHRASES.iter().any(|phrase| {
+        lower.match_indices(phrase).any(|(at, _)| {
+            let rest = message[at + phrase.len()..].trim_start_matches([' ', ':', '`', '\'', '"']);
+            rest.strip_prefix(tool).is_some_and(|after| {
+                !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+        })
+    })
 }
 
 /// Refuses plugin `name`, read from `path` with sha256 `actual`, unless that is its `pin`.
@@ -570,8 +579,14 @@ mod tests {
     fn other_answers_are_left_as_they_are() {
         for (kind, answer) in [
             (ErrorKind::InvalidInput, "`pattern` is not a valid regex"),
-            // About another tool: a tool whose input names tools may say so.
+            // About another tool: a tool whose input names tools may say so, and then list
+            // what the plugin offers, this tool included.
             (ErrorKind::InvalidInput, "unknown tool `other`"),
+            (
+                ErrorKind::InvalidInput,
+                "unknown tool `nope`; this plugin offers: `ghost`, `echo`",
+            ),
+            (ErrorKind::InvalidInput, "unknown tool `ghost-2`"),
             (ErrorKind::Denied, "unknown tool `ghost`"),
         ] {
             let err = blame_unhandled_tool("p", "ghost", CallError::new(kind, answer));
