@@ -31,10 +31,12 @@ fn warden_with(args: &[&OsStr], env: &[(&str, &OsStr)]) -> Run {
     run_command_within(cmd, None, BUILD_DEADLINE)
 }
 
-/// `warden plugin new NAME --lang LANG --dir <tmp>/NAME`.
+/// `warden plugin new NAME --lang LANG --dir <tmp>/NAME`; a Rust project outside the checkout
+/// gets this checkout's SDK by path (`--sdk-path`), which is what these tests build against.
 fn new_project(tmp: &Path, name: &str, lang: &str) -> PathBuf {
     let dir = tmp.join(name);
-    warden(&[
+    let sdk = crate::toolchains::repo_root().join("plugins/sdk");
+    let mut args = vec![
         OsStr::new("plugin"),
         OsStr::new("new"),
         OsStr::new(name),
@@ -42,8 +44,11 @@ fn new_project(tmp: &Path, name: &str, lang: &str) -> PathBuf {
         OsStr::new(lang),
         OsStr::new("--dir"),
         dir.as_os_str(),
-    ])
-    .assert_code(0);
+    ];
+    if lang == "rust" {
+        args.extend([OsStr::new("--sdk-path"), sdk.as_os_str()]);
+    }
+    warden(&args).assert_code(0);
     dir
 }
 
