@@ -207,20 +207,7 @@ fn sql_workspace(name: &str, plugin: &Path) -> tempfile::TempDir {
     .expect("fill crm.db");
     std::fs::write(
         dir.path().join("warden.toml"),
-        format!(
-            r#"
-            [plugins.{name}]
-            path = "{}"
-            max = ["sql:crm:ro"]
-            [sources.crm]
-            kind = "sqlite"
-            path = "crm.db"
-            [agents.support]
-            tools = ["{name}/*"]
-            grants = ["crm:ro"]
-            "#,
-            plugin.display()
-        ),
+        crate::workspace::crm_config(name, plugin, r#"["crm:ro"]"#),
     )
     .expect("write warden.toml");
     dir

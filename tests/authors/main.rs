@@ -24,3 +24,4 @@ mod new_project;
 mod refusals;
 mod rust_sdk;
 mod typed;
+mod workspace;

@@ -61,7 +61,8 @@ fn greet(component: &Path) -> Run {
     ])
 }
 
-fn assert_greets(component: &Path, plugin: &str) {
+/// Calls `greet` and checks the answer and the log line the template's tool writes.
+pub(crate) fn assert_greets(component: &Path, plugin: &str) {
     let run = greet(component);
     run.assert_code(0);
     assert_eq!(run.json(), json!({ "greeting": "Hello, Ada!" }));

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::common::{Run, run_command, warden, warden_command};
+use crate::common::{Run, run_command, warden_command};
 use crate::toolchains::{build_rust_project, repo_root, sdk_git_repo};
 
 /// The most lines the template's example and `lookup-customer` may take (issue 15).
@@ -37,23 +37,6 @@ fn new_rust_project(dir: &Path, name: &str, extra: &[&OsStr], env: &[(&str, &OsS
 
 fn manifest(project: &Path) -> String {
     std::fs::read_to_string(project.join("Cargo.toml")).expect("the project's Cargo.toml")
-}
-
-/// Calls `greet` and checks the answer and the log line the template's tool writes.
-fn assert_greets(component: &Path, plugin: &str) {
-    let run = warden(&[
-        "call".as_ref(),
-        component.as_os_str(),
-        "greet".as_ref(),
-        "--input".as_ref(),
-        r#"{"name":"Ada"}"#.as_ref(),
-    ]);
-    run.assert_code(0);
-    assert_eq!(run.json(), json!({ "greeting": "Hello, Ada!" }));
-    assert!(
-        run.stderr.contains("greeting Ada") && run.stderr.contains(&format!("plugin={plugin}")),
-        "the tool's log line is missing: {run:#?}"
-    );
 }
 
 #[test]
@@ -86,7 +69,7 @@ fn a_project_made_outside_the_checkout_gets_the_sdk_by_git_and_its_tool_answers(
     );
 
     let component = build_rust_project(&project, "git-greeter");
-    assert_greets(&component, "git-greeter");
+    crate::new_project::assert_greets(&component, "git-greeter");
 }
 
 #[test]
@@ -111,7 +94,7 @@ fn a_project_made_inside_the_checkout_gets_the_sdk_by_path_and_its_tool_answers(
     assert!(readme.contains("by path"), "{readme}");
 
     let component = build_rust_project(&project, "path-greeter");
-    assert_greets(&component, "path-greeter");
+    crate::new_project::assert_greets(&component, "path-greeter");
 }
 
 #[test]
@@ -197,20 +180,7 @@ fn crm_workspace(component: &Path, grants: &str) -> tempfile::TempDir {
          INSERT INTO customers VALUES (1, 'Ada', 'ada@example.com', 1), (2, 'Bob', NULL, 0);",
     )
     .expect("fill crm.db");
-    let config = format!(
-        r#"
-        [plugins.lookup-customer]
-        path = "{}"
-        max = ["sql:crm:ro"]
-        [sources.crm]
-        kind = "sqlite"
-        path = "crm.db"
-        [agents.support]
-        tools = ["lookup-customer/*"]
-        grants = {grants}
-        "#,
-        component.display()
-    );
+    let config = crate::workspace::crm_config("lookup-customer", component, grants);
     std::fs::write(ws.path().join("warden.toml"), config).expect("write warden.toml");
     ws
 }
