@@ -321,14 +321,7 @@ pub fn kind_word(kind: ErrorKind) -> &'static str {
 
 /// `value` cut to at most [`MAX_LABEL_BYTES`], at a character boundary.
 fn capped(value: &str) -> &str {
-    if value.len() <= MAX_LABEL_BYTES {
-        return value;
-    }
-    let mut end = MAX_LABEL_BYTES;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    &value[..end]
+    &value[..value.floor_char_boundary(MAX_LABEL_BYTES)]
 }
 
 #[cfg(test)]

@@ -312,10 +312,7 @@ fn clipped(text: &str) -> String {
     if text.len() <= TRANSCRIPT_TURN_BYTES {
         return text.to_string();
     }
-    let mut end = TRANSCRIPT_TURN_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = text.floor_char_boundary(TRANSCRIPT_TURN_BYTES);
     format!("{}… ({} bytes more)", &text[..end], text.len() - end)
 }
 

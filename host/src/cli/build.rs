@@ -755,11 +755,7 @@ fn pump(stream: Box<dyn Read + Send>, tail: &Mutex<VecDeque<String>>) {
         }
         let mut kept = text.to_string();
         if kept.len() > MAX_LINE {
-            let mut end = MAX_LINE;
-            while !kept.is_char_boundary(end) {
-                end -= 1;
-            }
-            kept.truncate(end);
+            kept.truncate(kept.floor_char_boundary(MAX_LINE));
             kept.push('…');
         }
         if let Ok(mut tail) = tail.lock() {

@@ -477,11 +477,7 @@ fn shorter(deadline: Instant, started: Instant, asked: Option<Duration>) -> Inst
 fn audit_url(uri: &http::Uri) -> String {
     let mut url = uri.to_string();
     if url.len() > AUDIT_URL_CHARS {
-        let mut end = AUDIT_URL_CHARS;
-        while !url.is_char_boundary(end) {
-            end -= 1;
-        }
-        url.truncate(end);
+        url.truncate(url.floor_char_boundary(AUDIT_URL_CHARS));
         url.push('…');
     }
     url

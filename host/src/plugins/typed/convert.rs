@@ -358,11 +358,7 @@ fn shown(v: &Value) -> String {
     if text.len() <= 80 {
         return text;
     }
-    let mut cut = 80;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
+    format!("{}…", &text[..text.floor_char_boundary(80)])
 }
 
 /// Converts a value the guest returned into JSON. The value is hostile: its size is bounded by

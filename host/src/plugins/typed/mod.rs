@@ -266,11 +266,7 @@ fn describe(
         }
     }
     if text.len() > MAX_DESCRIPTION {
-        let mut cut = MAX_DESCRIPTION;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
+        text.truncate(text.floor_char_boundary(MAX_DESCRIPTION));
         text.push('…');
     }
     text
@@ -336,10 +332,7 @@ fn render(func: &TypedFunc, result: Option<Val>) -> Result<String, CallError> {
                 Some(Val::String(s)) => s.clone(),
                 Some(v) => convert::to_json(v).map_err(bad)?.to_string(),
             };
-            let mut cut = text.len().min(MAX_ERROR_TEXT);
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
+            let cut = text.floor_char_boundary(MAX_ERROR_TEXT);
             let more = if cut < text.len() { "…" } else { "" };
             return Err(CallError::tool_failed(format!(
                 "tool `{}` returned an error: {}{more}",

@@ -128,11 +128,7 @@ pub(crate) fn wit_text(ty: &Type, names: &Names) -> String {
     let mut out = String::new();
     write_wit(ty, names, &mut out, 1);
     if out.len() > MAX_TYPE_TEXT {
-        let mut cut = MAX_TYPE_TEXT;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
+        out.truncate(out.floor_char_boundary(MAX_TYPE_TEXT));
         out.push('…');
     }
     out
